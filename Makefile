@@ -1,0 +1,48 @@
+# Two commands for a newcomer on a fresh Debian machine: `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+export OMP_NUM_THREADS ?= 1
+export PYTHONUNBUFFERED := 1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup system-deps browser-deps migrate demo bench clean
+
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+system-deps:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+browser-deps:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+setup: .venv/.installed system-deps
+
+migrate: setup
+	$(PY) manage.py migrate --noinput -v0
+
+demo: migrate
+	$(PY) manage.py seed_demo
+
+run: demo
+	@echo
+	@echo "  Runwise:    http://$(HOST):$(PORT)/   login: demo / demo-pass-123"
+	@echo "  MLflow UI:  http://127.0.0.1:5000/"
+	@echo "  Emails:     var/mail/ (a local mail catcher on 127.0.0.1:1025)"
+	@echo
+	HOST=$(HOST) PORT=$(PORT) .venv/bin/honcho start -f Procfile
+
+test: setup browser-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf var .venv

@@ -1,0 +1,27 @@
+"""Test-session environment, set before Django's settings load.
+
+Every test session gets its own VAR_DIR (databases, MLflow store, artifacts,
+mail) and its own Redis port, so parallel sessions never share state.
+"""
+import os
+import socket
+import tempfile
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if "RUNWISE_TEST_VAR" not in os.environ:
+    os.environ["RUNWISE_TEST_VAR"] = tempfile.mkdtemp(prefix="runwise-test-")
+    os.environ["RUNWISE_TEST_REDIS_PORT"] = str(_free_port())
+_var = os.environ["RUNWISE_TEST_VAR"]
+os.environ["VAR_DIR"] = _var
+os.environ["REDIS_URL"] = f"redis://127.0.0.1:{os.environ['RUNWISE_TEST_REDIS_PORT']}/0"
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_var}/mlflow.db"
+os.environ["MLFLOW_ARTIFACT_ROOT"] = f"{_var}/mlartifacts"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+os.environ.setdefault("DEBUG", "True")

@@ -1,0 +1,108 @@
+"""Shared fixtures: real redis-server, real Celery worker process, real MLflow store,
+and a team with an admin, a member and an outsider."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on this session's own port (see the root conftest)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run `make test`, which installs it")
+    port = int(os.environ["RUNWISE_TEST_REDIS_PORT"])
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis_lib.Redis(port=port)
+
+    def up():
+        try:
+            return client.ping()
+        except redis_lib.ConnectionError:
+            return False
+
+    _wait_for(up, 10, "redis-server")
+    yield {"url": os.environ["REDIS_URL"], "port": port, "client": client, "proc": proc}
+    proc.terminate()
+    proc.wait(10)
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess on the test database; can be killed and restarted."""
+
+    def __init__(self, queues, log_path):
+        self.queues = queues
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self):
+        env = dict(os.environ, DATABASE_URL=f"sqlite:///{os.environ['VAR_DIR']}/test-db.sqlite3",
+                   PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", "solo", "-Q", self.queues,
+             "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        _wait_for(lambda: b"ready" in Path(self.log_path).read_bytes() or self.proc.poll() is not None,
+                  60, "celery worker")
+        if self.proc.poll() is not None:
+            raise RuntimeError("celery worker exited:\n" + Path(self.log_path).read_text()[-3000:])
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+    def log(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+
+@pytest.fixture
+def celery_worker_process(redis_server, transactional_db, tmp_path):
+    """A real worker consuming every queue, on the same (file) test database."""
+    worker = WorkerProcess("cpu,gpu,default", tmp_path / "worker.log").start()
+    yield worker
+    worker.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def team_users(db, django_user_model):
+    """A team with an admin and a member, and an outsider in another team."""
+    from tracking.models import Membership, Project, Team
+
+    team = Team.objects.create(name="Vision")
+    other = Team.objects.create(name="Other")
+    admin = django_user_model.objects.create_user("alice", "alice@example.com", "pw-alice-123")
+    member = django_user_model.objects.create_user("bob", "bob@example.com", "pw-bob-123")
+    outsider = django_user_model.objects.create_user("eve", "eve@example.com", "pw-eve-123")
+    Membership.objects.create(team=team, user=admin, role=Membership.ADMIN)
+    Membership.objects.create(team=team, user=member)
+    Membership.objects.create(team=other, user=outsider, role=Membership.ADMIN)
+    project = Project.objects.create(team=team, name="vision")
+    other_project = Project.objects.create(team=other, name="secret")
+    return dict(team=team, other=other, admin=admin, member=member, outsider=outsider,
+                project=project, other_project=other_project)

@@ -1,0 +1,245 @@
+"""Teams, projects, runs and recommendations: the Django side of the one source of truth.
+
+Metric histories, params and artifacts live in MLflow; a Run holds its mlflow_run_id.
+MetricSeries is a derived, rebuildable downsampled copy of a run's curves for the pages.
+"""
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    ADMIN, MEMBER = "admin", "member"
+    ROLES = [(ADMIN, "Admin"), (MEMBER, "Member")]
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ROLES, default=MEMBER)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")]
+
+    def is_admin(self):
+        return self.role == self.ADMIN
+
+
+def _invite_token():
+    return secrets.token_urlsafe(24)
+
+
+class Invite(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invites")
+    token = models.CharField(max_length=64, unique=True, default=_invite_token)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def is_usable(self):
+        return self.used_at is None and self.created_at > timezone.now() - timedelta(days=7)
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_project_name_per_team")]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("project", args=[self.pk])
+
+
+class Tag(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_tag_per_project")]
+
+    def __str__(self):
+        return self.name
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        STOPPED = "stopped"
+        DIVERGED = "diverged"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED, Status.STOPPED, Status.DIVERGED)
+
+    class Kind(models.TextChoices):
+        TRAIN = "train"
+        LR_FIND = "lr_find"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TRAIN)
+    config = models.JSONField()
+    queue = models.CharField(max_length=10, default="cpu")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status_reason = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="runs")
+
+    # Lineage: the run this one was cloned from, and the recommendation it applied.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    applied_recommendation = models.ForeignKey(
+        "Recommendation", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_ups"
+    )
+
+    # Execution
+    mlflow_run_id = models.CharField(max_length=64, blank=True, db_index=True)
+    device = models.CharField(max_length=30, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    stop_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    # Progress (written a few times a second at most by the worker)
+    epoch = models.PositiveIntegerField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    steps_per_epoch = models.PositiveIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    latest_metrics = models.JSONField(default=dict, blank=True)
+    diverged_step = models.PositiveIntegerField(null=True, blank=True)
+
+    # Summary, denormalised for the history table
+    best_val_loss = models.FloatField(null=True, blank=True, db_index=True)
+    best_val_accuracy = models.FloatField(null=True, blank=True)
+
+    # The rules engine's latest answer (diagnoses, recommendations) as plain data
+    analysis = models.JSONField(default=dict, blank=True)
+    analysed_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("run", args=[self.pk])
+
+    def is_final(self):
+        return self.status in self.FINAL
+
+    def duration(self):
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def progress_fraction(self):
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def is_stalled(self, timeout=timedelta(minutes=10)):
+        return self.status == self.Status.RUNNING and (
+            self.heartbeat_at is None or self.heartbeat_at < timezone.now() - timeout
+        )
+
+
+class MetricSeries(models.Model):
+    """A downsampled copy of one metric of one run, for charts (derived from MLflow, rebuildable)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="series")
+    key = models.CharField(max_length=100)
+    points = models.JSONField(default=list)  # [[step, value], ...] at most ~2,000
+    count = models.PositiveIntegerField(default=0)  # points in the full history
+    last_step = models.BigIntegerField(default=-1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="one_series_per_run_metric")]
+
+
+class Recommendation(models.Model):
+    class State(models.TextChoices):
+        NEW = "new"
+        APPLIED = "applied"
+        DISMISSED = "dismissed"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="recommendations")
+    rule = models.CharField(max_length=100, db_index=True)
+    diagnosis = models.CharField(max_length=50)
+    change = models.JSONField()
+    rationale = models.TextField()
+    confidence = models.FloatField()
+    rank = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.NEW)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Outcome, filled when the follow-up run ends: did its best val_loss beat the parent's?
+    helped = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rank"]
+        constraints = [models.UniqueConstraint(fields=["run", "rule"], name="one_recommendation_per_rule")]
+
+
+class NotificationSetting(models.Model):
+    EVERY_RUN, WITH_RECOMMENDATION, DAILY_DIGEST, NOTHING = "all", "recommended", "digest", "none"
+    CHOICES = [
+        (EVERY_RUN, "Every run"),
+        (WITH_RECOMMENDATION, "Only runs with a recommendation"),
+        (DAILY_DIGEST, "A daily digest"),
+        (NOTHING, "Nothing"),
+    ]
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_settings")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="notification_settings")
+    mode = models.CharField(max_length=12, choices=CHOICES, default=EVERY_RUN)
+    include_stopped = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="one_setting_per_user_project")]
+
+
+class OutboxEmail(models.Model):
+    """One email to one recipient; the unique key makes sending idempotent."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    key = models.CharField(max_length=200, unique=True)  # e.g. "run:42:user:7:run_ended"
+    kind = models.CharField(max_length=20)
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="outbox")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
+    subject = models.CharField(max_length=300, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)

@@ -229,6 +229,7 @@ class OutboxEmail(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending"
+        SENDING = "sending"  # claimed by one send task (claimed_at); reclaimable after a lease
         SENT = "sent"
         FAILED = "failed"
 
@@ -243,3 +244,5 @@ class OutboxEmail(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    digest_date = models.DateField(null=True, blank=True)  # the day a digest covers (kind "digest")

@@ -1,9 +1,21 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery("webapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers", "tracking"])
+app.autodiscover_tasks(["tracking"], related_name="email_tasks")
+
+# Email (tracking/email_tasks.py): the daily digest for the previous UTC day, and a sweep
+# that re-sends outbox rows whose task never ran.
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "email-daily-digest": {"task": "tracking.email_tasks.send_daily_digests",
+                           "schedule": crontab(hour=0, minute=10), "options": {"queue": "default"}},
+    "email-requeue-stale-outbox": {"task": "tracking.email_tasks.requeue_stale_outbox",
+                                   "schedule": 300.0, "options": {"queue": "default"}},
+}

@@ -74,6 +74,14 @@ class RunConfig(BaseModel):
         None, ge=1, description="Stop after this many epochs without val_loss improvement."
     )
 
+    # Fine-tuning (workers/finetune.py) and the LR range test (workers/lr_range.py)
+    init_from_run: Optional[int] = Field(None, ge=1, description="Start from this run's final model.")
+    freeze_layers: int = Field(0, ge=0, le=16, description="Freeze the first k layer groups.")
+    lr_layer_factor: float = Field(3.0, ge=1, le=1000, description="Each earlier layer group gets the LR of the next divided by this.")
+    lr_min: float = Field(1e-7, gt=0, le=100, description="LR range test: first LR.")
+    lr_max: float = Field(10.0, gt=0, le=100, description="LR range test: last LR.")
+    lr_find_steps: int = Field(100, ge=5, le=10000, description="LR range test: steps from lr_min to lr_max.")
+
     # Execution
     queue: Literal[QUEUES] = Field("cpu", description="Worker queue: 'gpu' or 'cpu'.")
     stop_on_diagnosis: bool = Field(
@@ -94,6 +102,10 @@ class RunConfig(BaseModel):
             raise _Bad("model", f"'cnn' needs an image data set ({', '.join(IMAGE_DATASETS)})")
         if self.dataset == "csv" and not (self.csv_path and self.csv_label):
             raise _Bad("csv_label", "a CSV data set needs an uploaded file and a label column")
+        if not math.isfinite(self.lr_layer_factor):
+            raise _Bad("lr_layer_factor", "must be a finite number")
+        if not (math.isfinite(self.lr_min) and math.isfinite(self.lr_max)) or self.lr_min >= self.lr_max:
+            raise _Bad("lr_max", "must be finite and above lr_min")
         if self.warmup_epochs >= self.epochs:
             raise _Bad("warmup_epochs", "must be shorter than epochs")
         return self

@@ -1,0 +1,81 @@
+"""Callbacks: everything beyond the bare loop hangs on these hooks (as in fastai and Lightning).
+
+A callback reads the `Training` it is given (epoch, step, last step's metrics, history...)
+and may end the run with `training.stop(reason, status)`: a flag with a reason, which the
+loop honours after the current step. Callbacks run in `order` (lower first). This module
+imports neither Django nor MLflow.
+"""
+from __future__ import annotations
+
+import math
+
+
+class Callback:
+    order = 50
+
+    def on_fit_start(self, training): ...
+    def on_epoch_start(self, training): ...
+    def on_step_end(self, training): ...
+    def on_epoch_end(self, training): ...
+    def on_fit_end(self, training): ...
+
+    # Resumable callbacks keep their state in the checkpoint.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop when val_loss has not improved for `patience` epochs (the run still succeeds)."""
+
+    order = 10
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.best_epoch, self.wait = math.inf, 0, 0
+
+    def on_epoch_end(self, training):
+        val_loss = training.epoch_metrics.get("val_loss")
+        if val_loss is None or not math.isfinite(val_loss):
+            return
+        if val_loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = val_loss, training.epoch, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            training.stop(f"early stopping: val_loss has not improved for {self.patience} epochs "
+                          f"(best {self.best:.4g} at epoch {self.best_epoch})", status="succeeded")
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+
+
+class Every(Callback):
+    """Calls `fn(training)` at the end of every `epochs`-th epoch (a small helper for hooks)."""
+
+    def __init__(self, epochs: int, fn):
+        self.epochs, self.fn = epochs, fn
+
+    def on_epoch_end(self, training):
+        if training.epoch % self.epochs == 0:
+            self.fn(training)
+
+
+class Recorder(Callback):
+    """Keeps every call, for tests and debugging: [(hook, epoch, step), ...]."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _log(self, hook, training):
+        self.calls.append((hook, training.epoch, training.step))
+
+    def on_fit_start(self, training): self._log("on_fit_start", training)
+    def on_epoch_start(self, training): self._log("on_epoch_start", training)
+    def on_step_end(self, training): self._log("on_step_end", training)
+    def on_epoch_end(self, training): self._log("on_epoch_end", training)
+    def on_fit_end(self, training): self._log("on_fit_end", training)

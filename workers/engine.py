@@ -1,0 +1,318 @@
+"""The training engine: a short loop, with everything else hung on it as callbacks.
+
+    from workers.engine import fit
+    result = fit(validate_config({...}))            # pure: no Django, no MLflow
+    result.history["val_loss"]                      # [(epoch, value), ...]
+
+`fit` trains the config's model on its data set and returns a `FitResult` with the
+DESIGN.md metrics: train_loss, lr and grad_norm (before clipping) per global step from 0;
+train_loss_epoch, train_accuracy, val_loss and val_accuracy per epoch from 1. A non-finite
+loss or gradient ends the run as "diverged" (the non-finite point is recorded); a callback
+can end it early with `training.stop(reason, status)`. A CPU run is reproducible from its
+seed, and `checkpoint=` (a dict from `Training.checkpoint()`) resumes a run exactly where
+an epoch ended.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.callbacks import Callback, EarlyStopping
+from workers.datasets import load_dataset
+from workers.nets import build_model
+from workers.schedules import Schedule
+
+STEP_METRICS = ("train_loss", "lr", "grad_norm")
+EPOCH_METRICS = ("train_loss_epoch", "train_accuracy", "val_loss", "val_accuracy")
+EVAL_CHUNK = 8192
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class FitResult:
+    history: dict            # metric -> [(step or epoch, value), ...]
+    steps_per_epoch: int
+    status: str              # "succeeded", "diverged", "stopped" (or "failed" on an error)
+    reason: str
+    best_val_loss: Optional[float]
+    best_val_accuracy: Optional[float]
+    best_epoch: Optional[int]
+    epochs_run: int          # completed epochs
+    steps_run: int           # optimizer steps taken
+    diverged_step: Optional[int]
+    device: str
+    seconds: float
+    model: nn.Module = field(repr=False, default=None)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_optimizer(config, params):
+    name, lr, wd = config["optimizer"], config["lr"], config["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], nesterov=config["nesterov"],
+                               weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=config["momentum"], weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def steps_per_epoch(n_train, batch_size, batch_norm=False):
+    """Batches per epoch; a trailing batch of one example is dropped under batch norm."""
+    batch_size = min(batch_size, n_train)
+    full, rest = divmod(n_train, batch_size)
+    return full + (1 if rest and not (batch_norm and rest == 1) else 0)
+
+
+class Training:
+    """The state of one training run, which the loop advances and callbacks read."""
+
+    def __init__(self, config, callbacks=(), device=None, checkpoint=None):
+        self.config = config
+        self.device = torch.device(device or default_device())
+        callbacks = list(callbacks)
+        if config.get("early_stopping_patience"):
+            callbacks.append(EarlyStopping(config["early_stopping_patience"]))
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+
+        seed = config["seed"]
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # batches and augmentation
+
+        self.data = load_dataset(config, self.device)
+        self.model = build_model(config, self.data.n_features, self.data.n_classes,
+                                 self.data.image_shape).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(config, self.params)
+        self.batch_size = min(config["batch_size"], self.data.n_train)
+        self.steps_per_epoch = steps_per_epoch(self.data.n_train, self.batch_size, config["batch_norm"])
+        self.epochs = config["epochs"]
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.schedule = Schedule(config, self.steps_per_epoch)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+        self.grad_clip = config.get("grad_clip")
+
+        self.epoch = 0            # completed epochs
+        self.step = 0             # optimizer steps taken = global step of the next one
+        self.history = {name: [] for name in STEP_METRICS + EPOCH_METRICS}
+        self.step_metrics = {}    # the last step's train_loss, lr, grad_norm
+        self.epoch_metrics = {}   # the last epoch's metrics
+        self.best_val_loss = self.best_val_accuracy = self.best_epoch = None
+        self.status, self.reason = "running", ""
+        self.stop_reason = None
+        self.diverged_step = None
+        self.resumed_from = None  # epoch of the checkpoint this run resumed from
+        self.started = self.elapsed_before = 0.0
+        self.steps_this_session = 0
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+    def stop(self, reason: str, status: str = "stopped") -> None:
+        """Ask the loop to end after the current step (the first reason wins)."""
+        if self.stop_reason is None:
+            self.stop_reason, self.status = reason, status
+
+    def _emit(self, hook):
+        for cb in self.callbacks:
+            getattr(cb, hook)(self)
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self.started if self.started else 0.0)
+
+    def eta_seconds(self) -> Optional[float]:
+        if not self.steps_this_session:
+            return None
+        per_step = (time.monotonic() - self.started) / self.steps_this_session
+        return max(0.0, (self.total_steps - self.step) * per_step)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> FitResult:
+        self.started = time.monotonic()
+        self.model.train()
+        try:
+            self._emit("on_fit_start")
+            while self.epoch < self.epochs and not self.should_stop:
+                self._emit("on_epoch_start")
+                self._train_epoch()
+            if not self.should_stop:
+                self.status = "succeeded"
+            self.reason = self.stop_reason or f"completed {self.epoch} epochs"
+        except BaseException as exc:
+            self.status, self.reason = "failed", f"{type(exc).__name__}: {exc}"
+            self._emit("on_fit_end")
+            raise
+        self._emit("on_fit_end")
+        return self.result()
+
+    def _train_epoch(self):
+        n, bs = self.data.n_train, self.batch_size
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        self._loss_sum, self._seen, self._correct = 0.0, 0, torch.zeros((), device=self.device)
+        i = 0
+        while i < self.steps_per_epoch and not self.should_stop:
+            self._train_step(order[i * bs:(i + 1) * bs])
+            i += 1
+        if i == self.steps_per_epoch and self.status != "diverged":
+            self._end_epoch()
+
+    def _train_step(self, idx):
+        data = self.data
+        lr = self.schedule.apply(self.optimizer, self.step)
+        xb = data.augment(idx, self.generator) if data.augment else data.x_train[idx]
+        yb = data.y_train[idx]
+        out = self.model(xb)
+        loss = self.loss_fn(out, yb)
+        loss_value = loss.item()
+        grad_norm = math.nan
+        if math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grads = [p.grad for p in self.params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads)
+            grad_norm = norm.item()
+            if math.isfinite(grad_norm):
+                if self.grad_clip:
+                    torch.nn.utils.clip_grads_with_norm_(self.params, self.grad_clip, norm)
+                self.optimizer.step()
+        self._record_step(loss_value, lr, grad_norm)
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            what = "loss" if not math.isfinite(loss_value) else "gradient norm"
+            self._diverge(self.step, f"non-finite {what} ({loss_value if what == 'loss' else grad_norm}) "
+                                     f"at step {self.step}, epoch {self.epoch + 1}")
+        else:
+            self._loss_sum += loss_value * len(idx)
+            self._seen += len(idx)
+            self._correct += (out.detach().argmax(1) == yb).sum()
+        self.step += 1
+        self.steps_this_session += 1
+        self._emit("on_step_end")
+
+    def _record_step(self, loss_value, lr, grad_norm):
+        h, s = self.history, self.step
+        h["train_loss"].append((s, loss_value))
+        h["lr"].append((s, lr))
+        h["grad_norm"].append((s, grad_norm))
+        self.step_metrics = {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+
+    def _diverge(self, step, reason):
+        self.stop(reason, status="diverged")
+        if self.status == "diverged" and self.diverged_step is None:
+            self.diverged_step = step
+
+    def _end_epoch(self):
+        self.epoch += 1
+        val_loss, val_accuracy = self.evaluate()
+        metrics = {
+            "train_loss_epoch": self._loss_sum / max(1, self._seen),
+            "train_accuracy": self._correct.item() / max(1, self._seen),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+        }
+        for name, value in metrics.items():
+            self.history[name].append((self.epoch, value))
+        self.epoch_metrics = metrics
+        if not math.isfinite(val_loss):
+            self._diverge(self.step - 1, f"non-finite val_loss ({val_loss}) at epoch {self.epoch}")
+        elif self.best_val_loss is None or val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val_loss, self.epoch
+        if math.isfinite(val_accuracy) and (self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy):
+            self.best_val_accuracy = val_accuracy
+        self._emit("on_epoch_end")
+
+    @torch.no_grad()
+    def evaluate(self):
+        """(loss, accuracy) on the validation set, in eval mode."""
+        self.model.eval()
+        x, y = self.data.x_val, self.data.y_val
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(y), EVAL_CHUNK):
+            out = self.model(x[start:start + EVAL_CHUNK])
+            yb = y[start:start + EVAL_CHUNK]
+            loss_sum += self.loss_fn(out, yb).item() * len(yb)
+            correct += (out.argmax(1) == yb).sum().item()
+        self.model.train()
+        return loss_sum / max(1, len(y)), correct / max(1, len(y))
+
+    # ------------------------------------------------------------------ results, checkpoints
+
+    def result(self) -> FitResult:
+        return FitResult(
+            history={k: list(v) for k, v in self.history.items()},
+            steps_per_epoch=self.steps_per_epoch, status=self.status, reason=self.reason,
+            best_val_loss=self.best_val_loss, best_val_accuracy=self.best_val_accuracy,
+            best_epoch=self.best_epoch, epochs_run=self.epoch, steps_run=self.step,
+            diverged_step=self.diverged_step, device=str(self.device), seconds=self.elapsed,
+            model=self.model,
+        )
+
+    def checkpoint(self) -> dict:
+        """Everything needed to resume: model, optimizer, schedule, epoch, step, RNG states,
+        history and callback state. Tensors are live: serialise it before training goes on."""
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+               "batches": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "version": CHECKPOINT_VERSION, "config": self.config, "epoch": self.epoch, "step": self.step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": {**self.schedule.state_dict(), "step": self.step}, "rng": rng,
+            "history": {k: list(v) for k, v in self.history.items()},
+            "best": {"val_loss": self.best_val_loss, "val_accuracy": self.best_val_accuracy,
+                     "epoch": self.best_epoch},
+            "elapsed": self.elapsed,
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+        }
+
+    def load_checkpoint(self, ckpt: dict) -> None:
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"unknown checkpoint version {ckpt.get('version')!r}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.generator.set_state(rng["batches"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.history = {name: [tuple(p) for p in ckpt["history"].get(name, [])]
+                        for name in STEP_METRICS + EPOCH_METRICS}
+        best = ckpt["best"]
+        self.best_val_loss, self.best_val_accuracy, self.best_epoch = best["val_loss"], best["val_accuracy"], best["epoch"]
+        self.elapsed_before = ckpt.get("elapsed", 0.0)
+        states = ckpt.get("callbacks", {})
+        for cb in self.callbacks:
+            if type(cb).__name__ in states:
+                cb.load_state_dict(states[type(cb).__name__])
+        self.resumed_from = self.epoch
+
+
+def fit(config: dict, callbacks=(), device: Optional[str] = None, checkpoint: Optional[dict] = None) -> FitResult:
+    """Train one run of a validated config (tracking.config.validate_config's output)."""
+    return Training(config, callbacks, device, checkpoint).fit()

@@ -246,3 +246,102 @@ class OutboxEmail(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     digest_date = models.DateField(null=True, blank=True)  # the day a digest covers (kind "digest")
+
+
+class Sweep(models.Model):
+    """A coarse-to-fine random search (tracking/sweeps.py): stage 1 many short trials, stage 2
+    full-length trials in ranges narrowed around the best. Sampling is Optuna's ask-and-tell."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sweeps")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sweeps")
+    name = models.CharField(max_length=200)
+    base_config = models.JSONField()
+    space = models.JSONField()  # {param: {"low", "high", "log"} | {"choices": [...]}}
+    narrowed_space = models.JSONField(default=dict, blank=True)  # stage 2's ranges
+    stage = models.PositiveSmallIntegerField(default=1)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING, db_index=True)
+    stage1_trials = models.PositiveIntegerField(default=8)
+    stage1_epochs = models.PositiveIntegerField(default=2)
+    stage2_trials = models.PositiveIntegerField(default=3)
+    seed = models.PositiveIntegerField(default=0)
+    best_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("sweep", args=[self.pk])
+
+    def study_name(self, stage=None):
+        return f"runwise-sweep-{self.pk}-stage-{stage or self.stage}"
+
+
+class Trial(models.Model):
+    """One Optuna trial of a sweep and the run that evaluates it."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        COMPLETE = "complete"
+        FAILED = "failed"
+
+    sweep = models.ForeignKey(Sweep, on_delete=models.CASCADE, related_name="trials")
+    stage = models.PositiveSmallIntegerField()
+    number = models.PositiveIntegerField()  # Optuna's trial number within the stage's study
+    params = models.JSONField()
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="trial")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    value = models.FloatField(null=True, blank=True)  # the run's best val_loss, told to the study
+
+    class Meta:
+        ordering = ["stage", "number"]
+        constraints = [models.UniqueConstraint(fields=["sweep", "stage", "number"], name="one_trial_per_number")]
+
+
+class Autopilot(models.Model):
+    """"Tune this run": rounds of advise -> apply the first recommendation -> train -> compare."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="autopilots")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="autopilots")
+    start_run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="autopilots")
+    max_rounds = models.PositiveIntegerField(default=4)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING, db_index=True)
+    stop_reason = models.TextField(blank=True)
+    current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    best_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    best_val_loss = models.FloatField(null=True, blank=True)
+    rounds_without_improvement = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def get_absolute_url(self):
+        return reverse("autopilot", args=[self.pk])
+
+    def rounds_done(self):
+        return self.rounds.filter(run__status__in=Run.FINAL).count()
+
+
+class AutopilotRound(models.Model):
+    """One round: the run trained from `parent_run` with one recommendation applied."""
+
+    autopilot = models.ForeignKey(Autopilot, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    parent_run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="autopilot_round")
+    rule = models.CharField(max_length=100, blank=True)
+    change = models.JSONField(default=dict)
+    improved = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["autopilot", "number"], name="one_round_per_number")]

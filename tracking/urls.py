@@ -1,7 +1,43 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import views
+from rest_framework.permissions import IsAuthenticated
+
+from . import api, views, views_notifications
+
+SIGNED_IN = [IsAuthenticated]
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("teams/new/", views.team_create, name="team-create"),
+    path("teams/<int:team_id>/", views.team_detail, name="team"),
+    path("teams/<int:team_id>/projects/new/", views.project_create, name="project-create"),
+    path("teams/<int:team_id>/invites/new/", views.invite_create, name="invite-create"),
+    path("teams/<int:team_id>/members/<int:membership_id>/remove/", views.member_remove, name="member-remove"),
+    path("invites/<str:token>/", views.invite_open, name="invite"),
+    path("invites/<str:token>/accept/", views.invite_accept, name="invite-accept"),
+    path("projects/<int:project_id>/", views.project_detail, name="project"),
+    path("projects/<int:project_id>/runs/new/", views.run_new, name="run-new"),
+    path("projects/<int:project_id>/compare/", views.runs_compare, name="runs-compare"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/data.json", views.run_data, name="run-data"),
+    path("runs/<int:run_id>/clone/", views.run_clone, name="run-clone"),
+    path("runs/<int:run_id>/stop/", views.run_stop, name="run-stop"),
+    path("runs/<int:run_id>/annotate/", views.run_annotate, name="run-annotate"),
+    path("account/token/", views.api_token, name="api-token"),
+    path("notifications/", views_notifications.notification_settings, name="notification-settings"),
+    path("teams/<int:team_id>/emails/failed/", views_notifications.team_failed_emails, name="team-failed-emails"),
+    path("teams/<int:team_id>/emails/<int:outbox_id>/retry/", views_notifications.outbox_email_retry,
+         name="outbox-email-retry"),
+    # JSON API (token auth) and its OpenAPI schema and docs
+    path("api/projects/", api.ProjectList.as_view(), name="api-projects"),
+    path("api/runs/", api.RunListCreate.as_view(), name="api-runs"),
+    path("api/runs/<int:pk>/", api.RunDetail.as_view(), name="api-run"),
+    path("api/runs/<int:pk>/metrics/", api.RunMetrics.as_view(), name="api-run-metrics"),
+    path("api/runs/<int:pk>/stop/", api.RunStop.as_view(), name="api-run-stop"),
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=SIGNED_IN), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=SIGNED_IN),
+         name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema", permission_classes=SIGNED_IN),
+         name="api-redoc"),
 ]

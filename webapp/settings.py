@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc served as static files (no CDN)
     "tracking",
 ]
 
@@ -157,7 +158,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Runwise API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {"TITLE": "Runwise API", "VERSION": "1.0.0", "SWAGGER_UI_DIST": "SIDECAR",
+                        "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,70 @@
+/* Run page: draw the run's curves from its JSON endpoint and poll it every second
+   while the run is not final (a new point shows within ~1-2 s). */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var url = script.dataset.url;
+  var data = JSON.parse(document.getElementById("run-data").textContent);
+
+  var charts = {
+    train_loss: new RW.LineChart(document.getElementById("chart-train_loss"), ["train_loss"], { xLabel: "step" }),
+    loss_epoch: new RW.LineChart(document.getElementById("chart-loss_epoch"), ["train_loss_epoch", "val_loss"],
+                                 { xLabel: "epoch", points: true }),
+    accuracy: new RW.LineChart(document.getElementById("chart-accuracy"), ["train_accuracy", "val_accuracy"],
+                               { xLabel: "epoch", points: true }),
+    lr: new RW.LineChart(document.getElementById("chart-lr"), ["lr"], { xLabel: "step" })
+  };
+
+  function pts(d, key) { return d.series[key] ? d.series[key].points : []; }
+
+  // Diagnoses carry "epochs": [start, end]; on per-step charts they are placed with steps_per_epoch.
+  function marks(d, perStep) {
+    var out = [], spe = d.steps_per_epoch || 0;
+    (d.diagnoses || []).forEach(function (g) {
+      if (!g.epochs || g.id === "healthy") return;
+      var a = g.epochs[0], b = g.epochs[1] == null ? g.epochs[0] : g.epochs[1];
+      if (perStep) { if (!spe) return; a = a * spe; b = b * spe; }
+      out.push({ x0: a, x1: b, label: g.id });
+    });
+    if (perStep && d.diverged_step != null) out.push({ x0: d.diverged_step, x1: d.diverged_step, label: "diverged" });
+    return out;
+  }
+
+  function fmtSeconds(s) {
+    s = Math.round(s);
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return h ? h + "h " + String(m).padStart(2, "0") + "m" : m ? m + "m " + String(r).padStart(2, "0") + "s" : r + "s";
+  }
+
+  function render(d) {
+    charts.train_loss.setData([pts(d, "train_loss")], marks(d, true));
+    charts.loss_epoch.setData([pts(d, "train_loss_epoch"), pts(d, "val_loss")], marks(d, false));
+    charts.accuracy.setData([pts(d, "train_accuracy"), pts(d, "val_accuracy")], marks(d, false));
+    charts.lr.setData([pts(d, "lr")], marks(d, true));
+    var status = document.getElementById("run-status");
+    status.textContent = d.status;
+    status.className = "status status-" + d.status;
+    document.getElementById("progress").value = d.progress;
+    if (d.total_steps) {
+      var text = "epoch " + d.epoch + "/" + d.epochs + " · step " + d.step + "/" + d.total_steps;
+      if (d.eta_seconds != null && !d.final) text += " · ETA " + fmtSeconds(d.eta_seconds);
+      document.getElementById("progress-text").textContent = text;
+    }
+    document.getElementById("charts").dataset.points = Object.keys(d.series).reduce(function (n, k) {
+      return n + d.series[k].points.length; }, 0);
+  }
+
+  render(data);
+  var wasFinal = data.final;
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (d) {
+        render(d);
+        if (d.final && !wasFinal) { window.location.reload(); return; }  // show the reason and recommendations
+        if (!d.final) setTimeout(poll, 1000);
+      })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  if (!data.final) setTimeout(poll, 1000);
+})();

@@ -1,0 +1,60 @@
+"""Access helpers: return the object, or raise Http404 for a user outside its team.
+
+Every view that takes an object id goes through one of these, so that a user of
+another team cannot tell a forbidden object from a missing one.
+"""
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from .models import Invite, Membership, Project, Recommendation, Run, Team
+
+
+def team_ids(user):
+    return Membership.objects.filter(user=user).values_list("team_id", flat=True)
+
+
+def membership_or_404(user, team_id) -> Membership:
+    return get_object_or_404(Membership.objects.select_related("team"), team_id=team_id, user=user)
+
+
+def admin_membership_or_404(user, team_id) -> Membership:
+    membership = membership_or_404(user, team_id)
+    if not membership.is_admin():
+        raise Http404("Only a team admin can do this.")
+    return membership
+
+
+def member_of_team_or_404(team_id, membership_id) -> Membership:
+    return get_object_or_404(Membership.objects.select_related("team", "user"), pk=membership_id, team_id=team_id)
+
+
+def team_or_404(user, team_id) -> Team:
+    return membership_or_404(user, team_id).team
+
+
+def project_or_404(user, project_id) -> Project:
+    return get_object_or_404(Project.objects.select_related("team"), pk=project_id, team__memberships__user=user)
+
+
+def run_or_404(user, run_id) -> Run:
+    qs = Run.objects.select_related("project__team", "owner", "parent", "applied_recommendation")
+    return get_object_or_404(qs, pk=run_id, project__team__memberships__user=user)
+
+
+def runs_or_404(user, run_ids) -> list[Run]:
+    """All of these runs, in the given order, or 404 if any is missing or foreign."""
+    runs = {r.pk: r for r in Run.objects.select_related("project", "owner").filter(
+        pk__in=run_ids, project__team__memberships__user=user)}
+    if len(runs) != len(set(run_ids)):
+        raise Http404("No such run.")
+    return [runs[i] for i in run_ids]
+
+
+def recommendation_or_404(user, rec_id) -> Recommendation:
+    qs = Recommendation.objects.select_related("run__project__team")
+    return get_object_or_404(qs, pk=rec_id, run__project__team__memberships__user=user)
+
+
+def invite_or_404(token) -> Invite:
+    """Invites are opened by users who are not members yet: the secret token is the access check."""
+    return get_object_or_404(Invite.objects.select_related("team"), token=token)

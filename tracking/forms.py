@@ -1,0 +1,126 @@
+"""Forms. The run form is built from tracking.config.RunConfig (help texts, defaults, choices),
+and its clean() calls the ONE validator, validate_config, attaching its message to the field."""
+from __future__ import annotations
+
+import typing
+
+from django import forms
+
+from .config import DEFAULTS, FIELDS, ConfigError, validate_config
+from .models import Project, Team
+from .services import csv_columns, tag_names_parse
+
+GROUPS = {
+    "Data": ("dataset", "csv_file", "csv_label", "val_fraction", "train_subset", "seed"),
+    "Model": ("model", "width", "depth", "activation", "batch_norm", "dropout"),
+    "Optimizer": ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "grad_clip"),
+    "Schedule": ("scheduler", "warmup_epochs", "step_size", "gamma", "restart_period", "cycle_mult", "pct_start"),
+    "Regularisation": ("label_smoothing", "augment", "early_stopping_patience"),
+    "Execution": ("queue", "stop_on_diagnosis"),
+}
+CONFIG_KEYS = tuple(FIELDS)  # every key of the run config
+MAX_CSV_BYTES = 50 * 1024 * 1024
+
+
+def _config_field(name, info) -> forms.Field:
+    """A form field for one RunConfig field: its type, choices, default and description."""
+    annotation, optional = info.annotation, False
+    args = typing.get_args(annotation)
+    if type(None) in args:  # Optional[X]
+        optional = True
+        annotation = next(a for a in args if a is not type(None))
+    common = dict(label=name, help_text=info.description or "", initial=DEFAULTS[name])
+    if typing.get_origin(annotation) is typing.Literal:
+        return forms.ChoiceField(choices=[(c, c) for c in typing.get_args(annotation)], **common)
+    if annotation is bool:
+        return forms.BooleanField(required=False, **common)
+    if annotation is int:
+        return forms.IntegerField(required=not optional, **common)
+    if annotation is float:
+        return forms.FloatField(required=not optional, widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    return forms.CharField(required=not optional, empty_value=None if optional else "", **common)
+
+
+class RunForm(forms.Form):
+    """Set up a run: name, tags, note, and every key of the run config, grouped."""
+
+    name = forms.CharField(max_length=200, required=False, help_text="Leave empty for a name from the config.")
+    tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated.")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    csv_file = forms.FileField(required=False, label="CSV file",
+                               help_text="For dataset 'csv': a header row, numeric feature columns.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key, info in FIELDS.items():
+            if key == "csv_path":
+                self.fields[key] = forms.CharField(required=False, empty_value=None, widget=forms.HiddenInput)
+            else:
+                self.fields[key] = _config_field(key, info)
+
+    def groups(self):
+        """[(title, [bound fields])] in the order of the page."""
+        return [(title, [self[name] for name in names]) for title, names in GROUPS.items()]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:  # a field that is not even a number: its own message is clearer
+            return data
+        config = {key: data.get(key) for key in CONFIG_KEYS}
+        upload = data.get("csv_file")
+        if upload:
+            if upload.size > MAX_CSV_BYTES:
+                self.add_error("csv_file", "csv_file: the file is larger than 50 MB")
+                return data
+            columns = csv_columns(upload)
+            if config["csv_label"] and config["csv_label"] not in columns:
+                self.add_error("csv_label", f"csv_label: '{config['csv_label']}' is not a column of the CSV "
+                                            f"({', '.join(columns[:20])})")
+                return data
+            config["csv_path"] = "(uploaded)"  # the real path is set when the file is stored
+        try:
+            self.cleaned_config = validate_config(config)
+        except ConfigError as exc:
+            field = exc.field if exc.field in self.fields else None
+            if exc.field == "csv_label" and not (config.get("csv_path")):
+                field = "csv_file"
+            self.add_error(field, f"{exc.field}: {exc.message}")
+        return data
+
+    def tag_names(self):
+        return tag_names_parse(self.cleaned_data.get("tags", ""))
+
+    @classmethod
+    def initial_from_run(cls, run):
+        return {**run.config, "name": f"{run.name} (clone)", "tags": ", ".join(t.name for t in run.tags.all())}
+
+
+class RunNoteForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=10000)
+    tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated.")
+
+    def tag_names(self):
+        return tag_names_parse(self.cleaned_data.get("tags", ""))
+
+
+class TeamForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ["name"]
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["name", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, team=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if Project.objects.filter(team=self.team, name=name).exists():
+            raise forms.ValidationError("name: the team already has a project with this name")
+        return name

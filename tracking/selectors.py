@@ -1,0 +1,102 @@
+"""Read side: querysets and plain data for pages and the API (a constant number of queries)."""
+from __future__ import annotations
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from .config import FIXED_KEYS, OPTIMIZERS
+from .models import MetricSeries, Project, Run, Tag
+
+CHART_KEYS = ("train_loss", "lr", "grad_norm", "train_loss_epoch", "val_loss", "train_accuracy", "val_accuracy")
+HISTORY_COLUMNS = ("optimizer", "lr", "batch_size", "epochs", "scheduler", "weight_decay")
+
+# Sort keys offered by the history table: name in the URL -> ORDER BY expression.
+SORTS = {
+    "created": "created_at", "name": "name", "status": "status", "owner": "owner__username",
+    "started": "started_at", "best_val_loss": "best_val_loss", "best_val_accuracy": "best_val_accuracy",
+    **{key: f"config__{key}" for key in HISTORY_COLUMNS},
+}
+
+
+class RunFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    status = django_filters.ChoiceFilter(choices=Run.Status.choices, empty_label="any status")
+    owner = django_filters.ModelChoiceFilter(queryset=get_user_model().objects.none(), empty_label="anyone")
+    optimizer = django_filters.ChoiceFilter(field_name="config__optimizer",
+                                            choices=[(o, o) for o in OPTIMIZERS], empty_label="any optimizer")
+    tag = django_filters.ModelChoiceFilter(field_name="tags", queryset=Tag.objects.none(), empty_label="any tag")
+
+    class Meta:
+        model = Run
+        fields = ["q", "status", "owner", "optimizer", "tag"]
+
+    def __init__(self, data=None, *, project: Project, **kwargs):
+        super().__init__(data, queryset=run_table_queryset(project), **kwargs)
+        self.filters["owner"].queryset = get_user_model().objects.filter(
+            memberships__team_id=project.team_id).order_by("username")
+        self.filters["tag"].queryset = Tag.objects.filter(project=project).order_by("name")
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(note__icontains=value) | Q(tags__name__icontains=value)
+                               ).distinct()
+
+
+def run_table_queryset(project: Project):
+    """Runs of a project with what the table shows in one query, tags in one more."""
+    return (Run.objects.filter(project=project).select_related("owner")
+            .prefetch_related("tags").defer("analysis", "latest_metrics"))
+
+
+def run_history(project: Project, params) -> tuple[RunFilter, object, str]:
+    """The filtered, sorted queryset for the history table, with its filter form and sort key."""
+    run_filter = RunFilter(params, project=project)
+    sort = params.get("sort", "-created")
+    key = sort.lstrip("-")
+    if key not in SORTS:
+        sort, key = "-created", "created"
+    expr = SORTS[key]
+    order = [f"-{expr}" if sort.startswith("-") else expr, "-pk"]
+    return run_filter, run_filter.qs.order_by(*order), sort
+
+
+def run_chart_data(run: Run) -> dict:
+    """What the run page's charts and progress need, from the Run row and the MetricSeries table
+    (never from MLflow: a series there is a downsampled copy of at most ~2,000 points)."""
+    series_qs = MetricSeries.objects.filter(run=run).only("key", "points", "count", "last_step")
+    series = {s.key: {"points": s.points, "count": s.count, "last_step": s.last_step} for s in series_qs}
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_reason": run.status_reason,
+        "final": run.is_final(),
+        "stop_requested": run.stop_requested,
+        "epoch": run.epoch,
+        "epochs": run.config.get("epochs"),
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "steps_per_epoch": run.steps_per_epoch,
+        "progress": run.progress_fraction(),
+        "eta_seconds": run.eta_seconds,
+        "latest_metrics": run.latest_metrics,
+        "best_val_loss": run.best_val_loss,
+        "best_val_accuracy": run.best_val_accuracy,
+        "diverged_step": run.diverged_step,
+        "device": run.device,
+        "worker": run.worker,
+        "diagnoses": (run.analysis or {}).get("diagnoses", []),
+        "series": series,
+    }
+
+
+def runs_compare(runs: list[Run]) -> dict:
+    """Configs side by side (with the keys that differ) and each run's curves."""
+    keys = sorted({k for r in runs for k in r.config}, key=lambda k: (k not in FIXED_KEYS, k))
+    rows = []
+    for key in keys:
+        values = [r.config.get(key) for r in runs]
+        rows.append({"key": key, "values": values, "differs": any(v != values[0] for v in values)})
+    series = {}
+    for s in MetricSeries.objects.filter(run__in=runs, key__in=CHART_KEYS).only("run_id", "key", "points"):
+        series.setdefault(s.key, {})[s.run_id] = s.points
+    return {"rows": rows, "series": series}

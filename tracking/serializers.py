@@ -1,0 +1,62 @@
+from rest_framework import serializers
+
+from .models import Project, Run
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.name", read_only=True)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "team", "created_at"]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    progress = serializers.FloatField(source="progress_fraction", read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "url", "project", "name", "owner", "status", "status_reason", "queue", "config", "tags",
+                  "note", "parent", "mlflow_run_id", "device", "worker", "epoch", "step", "total_steps",
+                  "progress", "eta_seconds", "latest_metrics", "best_val_loss", "best_val_accuracy",
+                  "stop_requested", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+    def get_url(self, run) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(run.get_absolute_url()) if request else run.get_absolute_url()
+
+
+class RunCreateSerializer(serializers.Serializer):
+    """The config is validated by tracking.config.validate_config inside run_create (one validator)."""
+
+    project = serializers.IntegerField()
+    config = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+    parent = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class MetricSeriesSerializer(serializers.Serializer):
+    points = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+    count = serializers.IntegerField()
+    last_step = serializers.IntegerField()
+
+
+class RunMetricsSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    final = serializers.BooleanField()
+    epoch = serializers.IntegerField()
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    progress = serializers.FloatField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+    best_val_loss = serializers.FloatField(allow_null=True)
+    best_val_accuracy = serializers.FloatField(allow_null=True)
+    diagnoses = serializers.ListField(child=serializers.DictField())
+    series = serializers.DictField(child=MetricSeriesSerializer())

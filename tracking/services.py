@@ -1,0 +1,156 @@
+"""Write services: keyword-only functions named <entity>_<action>.
+
+Views, the API, the rules helpers and the email helpers call these; nothing else
+writes runs, teams, invites or memberships.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .config import ConfigError, validate_config
+from .models import Invite, Membership, Project, Run, Tag, Team
+
+
+class ServiceError(ValueError):
+    """A request that is well-formed but not allowed now (e.g. removing the last admin)."""
+
+
+# ---- runs -------------------------------------------------------------------------------
+
+def _default_name(config: dict) -> str:
+    return f"{config['model']}-{config['dataset']}-{config['optimizer']}-lr{config['lr']:g}"
+
+
+def tag_names_parse(text: str) -> list[str]:
+    """'a, b ,a' -> ['a', 'b'] (order kept, duplicates and blanks dropped, 50 chars max each)."""
+    names = []
+    for name in (text or "").split(","):
+        name = name.strip()[:50]
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def _tags_for(project: Project, names) -> list[Tag]:
+    return [Tag.objects.get_or_create(project=project, name=name)[0] for name in names]
+
+
+def run_create(*, project: Project, owner, config: dict, name: str = "", parent: Run | None = None,
+               applied_recommendation=None, tags=(), note: str = "") -> Run:
+    """Validate the config (raises ConfigError naming the field, nothing written), write the row,
+    and enqueue it once the transaction commits, so a run is never lost between the two."""
+    from workers.dispatch import enqueue_run
+
+    config = validate_config(config)
+    if config.get("csv_path") and not _is_uploaded_csv(config["csv_path"]):
+        raise ConfigError("csv_path", "must be a CSV file uploaded to Runwise")
+    with transaction.atomic():
+        run = Run.objects.create(
+            project=project, owner=owner, config=config, queue=config["queue"],
+            name=(name or "").strip()[:200] or _default_name(config), note=note or "",
+            parent=parent, applied_recommendation=applied_recommendation,
+        )
+        if tags:
+            run.tags.set(_tags_for(project, [t if isinstance(t, str) else t.name for t in tags]))
+        transaction.on_commit(lambda: enqueue_run(run.pk))
+    return run
+
+
+def run_clone(*, source: Run, owner, changes: dict | None = None, name: str = "", note: str = "") -> Run:
+    """A new run with the source's config (plus changes), recording the source as its parent."""
+    return run_create(project=source.project, owner=owner, config={**source.config, **(changes or {})},
+                      name=name or f"{source.name} (clone)", parent=source,
+                      tags=[t.name for t in source.tags.all()], note=note)
+
+
+def run_request_stop(*, run: Run) -> Run:
+    """Ask the worker to stop the run. A run still queued stops at once (the worker's conditional
+    claim then finds nothing to do); a final run is left as it is."""
+    now = timezone.now()
+    stopped = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+        status=Run.Status.STOPPED, stop_requested=True, finished_at=now,
+        status_reason="Stopped before it started.")
+    if not stopped:
+        Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(stop_requested=True)
+    run.refresh_from_db()
+    return run
+
+
+def run_annotate(*, run: Run, note: str, tags) -> Run:
+    """Set the run's free-text note and its tags (names)."""
+    with transaction.atomic():
+        run.note = note or ""
+        run.save(update_fields=["note"])
+        run.tags.set(_tags_for(run.project, tags))
+    return run
+
+
+def _is_uploaded_csv(path: str) -> bool:
+    folder = (Path(settings.MEDIA_ROOT) / "csv").resolve()
+    target = Path(path).resolve()
+    return target.parent == folder and target.is_file()
+
+
+def csv_store(*, uploaded) -> str:
+    """Save an uploaded CSV under MEDIA_ROOT/csv/ and return its absolute path."""
+    folder = Path(settings.MEDIA_ROOT) / "csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.csv"
+    with open(path, "wb") as out:
+        for chunk in uploaded.chunks():
+            out.write(chunk)
+    return str(path)
+
+
+def csv_columns(uploaded) -> list[str]:
+    """The header row of an uploaded CSV (reads the first chunk only, then rewinds)."""
+    uploaded.seek(0)
+    head = uploaded.read(64 * 1024).decode("utf-8", errors="replace")
+    uploaded.seek(0)
+    row = next(csv.reader(io.StringIO(head)), [])
+    return [c.strip() for c in row if c.strip()]
+
+
+# ---- teams ------------------------------------------------------------------------------
+
+def team_create(*, name: str, creator) -> Team:
+    with transaction.atomic():
+        team = Team.objects.create(name=name.strip())
+        Membership.objects.create(team=team, user=creator, role=Membership.ADMIN)
+    return team
+
+
+def project_create(*, team: Team, name: str, description: str = "") -> Project:
+    return Project.objects.create(team=team, name=name.strip(), description=description)
+
+
+def invite_create(*, team: Team, created_by) -> Invite:
+    return Invite.objects.create(team=team, created_by=created_by)
+
+
+def invite_accept(*, invite: Invite, user) -> Membership:
+    """Join the invite's team. An invite is used once and expires after 7 days."""
+    existing = Membership.objects.filter(team=invite.team, user=user).first()
+    if existing:
+        return existing
+    with transaction.atomic():
+        claimed = Invite.objects.filter(pk=invite.pk, used_at__isnull=True).update(
+            used_at=timezone.now(), used_by=user)
+        if not claimed or not invite.is_usable():
+            raise ServiceError("This invite link has been used or has expired.")
+        return Membership.objects.create(team=invite.team, user=user, role=Membership.MEMBER)
+
+
+def member_remove(*, membership: Membership) -> None:
+    """Remove a member from a team; a team always keeps at least one admin."""
+    if membership.is_admin() and not Membership.objects.filter(
+            team=membership.team, role=Membership.ADMIN).exclude(pk=membership.pk).exists():
+        raise ServiceError("A team needs at least one admin.")
+    membership.delete()

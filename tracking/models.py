@@ -270,6 +270,7 @@ class Sweep(models.Model):
     stage2_trials = models.PositiveIntegerField(default=3)
     seed = models.PositiveIntegerField(default=0)
     best_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    stop_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,4 +1,5 @@
-"""Test-session environment, set before Django's settings load.
+"""Test-session environment, set before Django's settings load (pytest.ini loads this file early
+with `-p conftest`: pytest-django imports the settings before ordinary conftest files).
 
 Every test session gets its own VAR_DIR (databases, MLflow store, artifacts,
 mail) and its own Redis port, so parallel sessions never share state.

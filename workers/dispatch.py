@@ -21,7 +21,7 @@ def enqueue_run(run_id: int) -> bool:
     try:
         app.send_task(TRAIN_TASK, args=[run_id], queue=run.queue,
                       retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                                "interval_step": 0.3, "timeout": 2})
+                                                "interval_step": 0.3, "interval_max": 1})
     except (OperationalError, ConnectionError, OSError) as exc:
         log.warning("run %s stays queued: broker unreachable (%s)", run_id, exc)
         return False

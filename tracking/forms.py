@@ -16,6 +16,8 @@ GROUPS = {
     "Optimizer": ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "grad_clip"),
     "Schedule": ("scheduler", "warmup_epochs", "step_size", "gamma", "restart_period", "cycle_mult", "pct_start"),
     "Regularisation": ("label_smoothing", "augment", "early_stopping_patience"),
+    "Fine-tuning": ("init_from_run", "freeze_layers", "lr_layer_factor"),
+    "LR range test": ("lr_min", "lr_max", "lr_find_steps"),
     "Execution": ("queue", "stop_on_diagnosis"),
 }
 CONFIG_KEYS = tuple(FIELDS)  # every key of the run config
@@ -59,8 +61,11 @@ class RunForm(forms.Form):
                 self.fields[key] = _config_field(key, info)
 
     def groups(self):
-        """[(title, [bound fields])] in the order of the page."""
-        return [(title, [self[name] for name in names]) for title, names in GROUPS.items()]
+        """[(title, [bound fields])] in the order of the page; config keys no group names go last."""
+        named = {name for names in GROUPS.values() for name in names}
+        groups = [(title, [self[n] for n in names if n in self.fields]) for title, names in GROUPS.items()]
+        rest = [self[k] for k in CONFIG_KEYS if k not in named and k != "csv_path"]
+        return [(t, f) for t, f in groups if f] + ([("Other", rest)] if rest else [])
 
     def clean(self):
         data = super().clean()

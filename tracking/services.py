@@ -51,6 +51,9 @@ def run_create(*, project: Project, owner, config: dict, name: str = "", parent:
     config = validate_config(config)
     if config.get("csv_path") and not _is_uploaded_csv(config["csv_path"]):
         raise ConfigError("csv_path", "must be a CSV file uploaded to Runwise")
+    if config.get("init_from_run") and not Run.objects.filter(
+            pk=config["init_from_run"], project__team_id=project.team_id).exists():
+        raise ConfigError("init_from_run", "no such run in this team")
     with transaction.atomic():
         run = Run.objects.create(
             project=project, owner=owner, config=config, queue=config["queue"],

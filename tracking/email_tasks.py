@@ -148,7 +148,7 @@ def enqueue_outbox_email(outbox_id: int) -> bool:
     pending and `requeue_stale_outbox` sends it later."""
     try:
         send_outbox_email.apply_async(args=[outbox_id], queue=QUEUE, retry=True, retry_policy={
-            "max_retries": 2, "interval_start": 0.2, "interval_step": 0.3, "timeout": 2})
+            "max_retries": 2, "interval_start": 0.2, "interval_step": 0.3})
     except (OperationalError, ConnectionError, OSError) as exc:
         log.warning("email %s stays pending: broker unreachable (%s)", outbox_id, exc)
         return False

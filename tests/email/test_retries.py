@@ -1,0 +1,103 @@
+"""Sending survives an SMTP outage: retries with back-off, sends exactly once when the server is
+back, records the failure after the last retry, and does not retry a permanent refusal."""
+import time
+
+import pytest
+
+from tests.conftest import WorkerProcess
+from tests.email.conftest import SmtpServer
+from tracking.email_tasks import MAX_RETRIES, send_outbox_email
+from tracking.models import OutboxEmail
+from tracking.notifications import notify_run_ended
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def email_worker(redis_server, transactional_db, smtp_settings, smtp_port, monkeypatch, tmp_path):
+    """A real `celery worker -P solo` on the "default" queue, sending to the test SMTP port,
+    with a 1 s back-off base and no jitter so that the test is quick and predictable."""
+    for name, value in dict(EMAIL_PORT=str(smtp_port), EMAIL_HOST="127.0.0.1", EMAIL_RETRY_BACKOFF="1",
+                            EMAIL_RETRY_JITTER="false", EMAIL_MAX_RETRIES="8", EMAIL_TIMEOUT="5",
+                            SITE_URL="http://runwise.test").items():
+        monkeypatch.setenv(name, value)
+    worker = WorkerProcess("default", tmp_path / "email-worker.log").start()
+    yield worker
+    worker.kill()
+
+
+@pytest.mark.slow
+def test_with_the_smtp_server_down_it_retries_and_sends_exactly_once_when_it_is_back(
+        team_users, make_run, email_worker, smtp_port):
+    run = make_run(team_users["project"], team_users["member"])
+
+    [row] = notify_run_ended(run.pk)  # autocommit: enqueued on Redis at once, the worker picks it up
+
+    # Nothing listens on the port: the worker fails, releases the row and retries (1 s, 2 s, ...).
+    def released_after_two_attempts():
+        current = OutboxEmail.objects.get(pk=row.pk)
+        return current.attempts >= 2 and current.state == "pending"
+
+    wait_until(released_after_two_attempts, 20, "two failed attempts")
+    row.refresh_from_db()
+    assert "Connection refused" in row.error
+
+    server = SmtpServer(smtp_port).start()
+    try:
+        wait_until(lambda: OutboxEmail.objects.get(pk=row.pk).state == "sent", 30, "the email to be sent")
+        time.sleep(1.0)  # a duplicate would arrive now
+        assert [m["to"] for m in server.inbox.messages] == [["bob@example.com"]]
+        assert server.inbox.messages[0]["msg"]["Subject"].startswith("[vision] run 42 overfitting")
+    finally:
+        server.stop()
+    row.refresh_from_db()
+    assert row.attempts >= 3 and row.error == ""
+    assert "Retry in" in email_worker.log()
+
+
+@pytest.mark.django_db
+def test_after_the_last_retry_it_is_marked_failed_with_the_error(
+        team_users, make_run, smtp_settings, django_capture_on_commit_callbacks):
+    run = make_run(team_users["project"], team_users["member"])
+    with django_capture_on_commit_callbacks(execute=False):
+        [row] = notify_run_ended(run.pk)
+
+    # Run in-process: an eager task retries at once (no countdown) until max_retries.
+    result = send_outbox_email.apply(args=[row.pk])
+
+    assert result.failed()
+    row.refresh_from_db()
+    assert row.state == "failed"
+    assert row.attempts == MAX_RETRIES + 1
+    assert "Connection refused" in row.error
+
+
+class RefusingInbox:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return "550 5.1.1 no such mailbox"
+
+
+@pytest.mark.django_db
+def test_a_permanent_refusal_fails_at_once_without_retrying(
+        team_users, make_run, smtp_settings, smtp_port, django_capture_on_commit_callbacks):
+    from aiosmtpd.controller import Controller
+
+    run = make_run(team_users["project"], team_users["member"])
+    with django_capture_on_commit_callbacks(execute=False):
+        [row] = notify_run_ended(run.pk)
+    controller = Controller(RefusingInbox(), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    try:
+        assert send_outbox_email.apply(args=[row.pk]).get() == "failed"
+    finally:
+        controller.stop()
+    row.refresh_from_db()
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert "550" in row.error

@@ -1,0 +1,287 @@
+"""Autopilot, "Tune this run": rounds of advise -> apply the first recommendation -> train ->
+compare, up to `max_rounds` (4). It stops early when the best run has no recommendation left
+to try, or when two rounds in a row did not improve the best val_loss. The team gets an email
+when it ends.
+
+Each round trains from the best run so far: its first recommendation not yet tried from that
+run is applied (`apply_change`, the same as the "apply" button) and the new run records the
+best run as its parent and the recommendation it applied, so the rounds form a tree (the
+lineage view). `on_run_analysed(run_id)` is called once a run's analysis is stored (the rules
+helper's analyse_run task); every step claims its work with a conditional UPDATE.
+
+`run_offline` is the same loop without a database (bench/bench_autopilot.py and tests):
+plain functions to train a config and to advise on a trained run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import smtplib
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mass_mail
+from django.db import transaction
+from django.utils import timezone
+
+from .config import ConfigError, apply_change
+from .models import Autopilot, AutopilotRound, Recommendation, Run
+from .services import ServiceError, run_create
+
+log = logging.getLogger(__name__)
+DEFAULT_ROUNDS = 4
+MAX_ROUNDS = 20
+PATIENCE = 2              # rounds without improvement before stopping
+MIN_IMPROVEMENT = 1e-3    # relative: a new best val_loss must be 0.1% below the old one
+
+
+# ---------------------------------------------------------------- the decisions (pure)
+
+def improved(new: Optional[float], best: Optional[float]) -> bool:
+    if new is None or not math.isfinite(new):
+        return False
+    if best is None or not math.isfinite(best):
+        return True
+    return new < best - MIN_IMPROVEMENT * abs(best)
+
+
+def first_untried(recommendations: list[dict], config: dict, tried: set) -> Optional[tuple[dict, dict]]:
+    """The first recommendation (best first) whose rule was not tried from this run and whose
+    change makes a valid, different config: (recommendation, new config), or None."""
+    for rec in recommendations:
+        change = rec.get("change") or {}
+        if not change or rec.get("rule") in tried:
+            continue
+        try:
+            new_config = apply_change(config, change)
+        except ConfigError:
+            continue
+        if new_config != config:
+            return rec, new_config
+    return None
+
+
+def stop_reason(rounds: int, max_rounds: int, without_improvement: int) -> str:
+    if without_improvement >= PATIENCE:
+        return f"no improvement in {PATIENCE} rounds"
+    if rounds >= max_rounds:
+        return f"used its {max_rounds} rounds"
+    return ""
+
+
+@dataclass
+class OfflineRound:
+    number: int
+    parent: int            # index of the parent in `runs` (0 is the starting run)
+    rule: str
+    change: dict
+    val_loss: Optional[float]
+    improved: bool
+
+
+@dataclass
+class OfflineResult:
+    best_val_loss: Optional[float]
+    best_config: dict
+    rounds: list = field(default_factory=list)
+    stop_reason: str = ""
+    trainings: int = 0
+
+
+def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable[[dict, dict], dict],
+                max_rounds: int = DEFAULT_ROUNDS, start: Optional[dict] = None) -> OfflineResult:
+    """The autopilot loop on plain functions: `train(config)` -> {"best_val_loss", ...} (any
+    data `advise` needs), `advise(config, trained)` -> the advise answer. `start` is the starting
+    config's training if already done (else it is trained first, and counts as a training)."""
+    trainings = 0
+    if start is None:
+        start, trainings = train(config), 1
+    runs = [(config, start, advise(config, start))]
+    best = 0
+    out = OfflineResult(best_val_loss=start.get("best_val_loss"), best_config=config)
+    tried: dict[int, set] = {}
+    without = 0
+    while True:
+        reason = stop_reason(len(out.rounds), max_rounds, without)
+        if reason:
+            break
+        best_config, _, answer = runs[best]
+        picked = first_untried(answer.get("recommendations", []), best_config, tried.setdefault(best, set()))
+        if picked is None:
+            reason = "no recommendation left to try"
+            break
+        rec, new_config = picked
+        tried[best].add(rec.get("rule"))
+        trained = train(new_config)
+        trainings += 1
+        runs.append((new_config, trained, advise(new_config, trained)))
+        better = improved(trained.get("best_val_loss"), out.best_val_loss)
+        out.rounds.append(OfflineRound(len(out.rounds) + 1, best, rec.get("rule", ""), rec.get("change", {}),
+                                       trained.get("best_val_loss"), better))
+        if better:
+            best, out.best_val_loss, out.best_config, without = len(runs) - 1, trained["best_val_loss"], new_config, 0
+        else:
+            without += 1
+    out.stop_reason, out.trainings = reason, trainings
+    return out
+
+
+# ---------------------------------------------------------------- services
+
+def autopilot_start(*, run: Run, owner, max_rounds: int = DEFAULT_ROUNDS) -> Autopilot:
+    """Start tuning a run. The first round starts now if the run has ended and been analysed,
+    else as soon as its analysis is stored."""
+    if run.kind != Run.Kind.TRAIN:
+        raise ServiceError("Only a training run can be tuned.")
+    if not isinstance(max_rounds, int) or not 1 <= max_rounds <= MAX_ROUNDS:
+        raise ConfigError("max_rounds", f"must be a whole number from 1 to {MAX_ROUNDS}")
+    if Autopilot.objects.filter(start_run=run, state=Autopilot.State.RUNNING).exists():
+        raise ServiceError("This run is already being tuned.")
+    with transaction.atomic():
+        pilot = Autopilot.objects.create(project=run.project, owner=owner, start_run=run, max_rounds=max_rounds,
+                                         best_run=run, best_val_loss=run.best_val_loss)
+        if run.is_final() and run.analysed_at:
+            next_round(pilot)
+    return pilot
+
+
+def on_run_analysed(run_id: int) -> Optional[str]:
+    """Advance every autopilot waiting on this run (its start run, or its current round)."""
+    outcome = None
+    for pilot in Autopilot.objects.filter(start_run_id=run_id, state=Autopilot.State.RUNNING,
+                                          current_run__isnull=True, rounds__isnull=True):
+        with transaction.atomic():
+            run = Run.objects.get(pk=run_id)
+            if Autopilot.objects.filter(pk=pilot.pk, current_run__isnull=True, rounds__isnull=True,
+                                        state=Autopilot.State.RUNNING).update(
+                    best_run=run, best_val_loss=run.best_val_loss):
+                pilot.refresh_from_db()
+                outcome = next_round(pilot)
+    for pilot in Autopilot.objects.filter(current_run_id=run_id, state=Autopilot.State.RUNNING):
+        outcome = round_ended(pilot, run_id)
+    return outcome
+
+
+def round_ended(pilot: Autopilot, run_id: int) -> str:
+    """Compare the round's run with the best so far, then start the next round or finish."""
+    with transaction.atomic():
+        if not Autopilot.objects.filter(pk=pilot.pk, current_run_id=run_id,
+                                        state=Autopilot.State.RUNNING).update(current_run=None):
+            return "claimed elsewhere"
+        run = Run.objects.get(pk=run_id)
+        better = improved(run.best_val_loss, pilot.best_val_loss)
+        AutopilotRound.objects.filter(autopilot=pilot, run_id=run_id).update(improved=better)
+        if run.applied_recommendation_id:
+            Recommendation.objects.filter(pk=run.applied_recommendation_id).update(helped=better)
+        if better:
+            pilot.best_run, pilot.best_val_loss, pilot.rounds_without_improvement = run, run.best_val_loss, 0
+        else:
+            pilot.rounds_without_improvement += 1
+        pilot.current_run = None
+        pilot.save(update_fields=["best_run", "best_val_loss", "rounds_without_improvement"])
+        return next_round(pilot)
+
+
+def recommendations_for(run: Run) -> list[dict]:
+    """The run's recommendations, best first: the stored rows (with their ids), else the analysis."""
+    rows = list(run.recommendations.exclude(state=Recommendation.State.DISMISSED).order_by("rank", "pk"))
+    if rows:
+        return [{"id": r.pk, "rule": r.rule, "change": r.change, "confidence": r.confidence} for r in rows]
+    return list((run.analysis or {}).get("recommendations") or [])
+
+
+def next_round(pilot: Autopilot) -> str:
+    """Start the next round from the best run, or finish with the reason."""
+    rounds = pilot.rounds.count()
+    reason = stop_reason(rounds, pilot.max_rounds, pilot.rounds_without_improvement)
+    if reason:
+        return finish(pilot, reason)
+    best = pilot.best_run or pilot.start_run
+    tried = set(pilot.rounds.filter(parent_run=best).values_list("rule", flat=True))
+    picked = first_untried(recommendations_for(best), best.config, tried)
+    if picked is None:
+        return finish(pilot, f"no recommendation left to try on {best.name}")
+    rec, config = picked
+    number = rounds + 1
+    rec_row = Recommendation.objects.filter(pk=rec.get("id")).first() if rec.get("id") else None
+    run = run_create(project=best.project, owner=pilot.owner, config=config, parent=best,
+                     applied_recommendation=rec_row, name=f"{pilot.start_run.name} · autopilot {number}",
+                     tags=[f"autopilot-{pilot.pk}"], note=f"Autopilot round {number}: {rec.get('rule', '')}")
+    if rec_row:
+        Recommendation.objects.filter(pk=rec_row.pk).update(state=Recommendation.State.APPLIED)
+    AutopilotRound.objects.create(autopilot=pilot, number=number, parent_run=best, run=run,
+                                  rule=rec.get("rule", ""), change=rec.get("change") or {})
+    Autopilot.objects.filter(pk=pilot.pk).update(current_run=run)
+    pilot.current_run = run
+    return f"round {number}"
+
+
+def finish(pilot: Autopilot, reason: str) -> str:
+    """End the autopilot once (conditional UPDATE) and email the team after commit."""
+    if Autopilot.objects.filter(pk=pilot.pk, state=Autopilot.State.RUNNING).update(
+            state=Autopilot.State.DONE, stop_reason=reason, finished_at=timezone.now(), current_run=None):
+        pilot.state, pilot.stop_reason = Autopilot.State.DONE, reason
+        pilot_id = pilot.pk
+        transaction.on_commit(lambda: email_team(pilot_id))
+    return "done: " + reason
+
+
+def autopilot_stop(*, pilot: Autopilot) -> str:
+    """Stop tuning: the round in training finishes, but no further round starts."""
+    return finish(pilot, "stopped by a user")
+
+
+# ---------------------------------------------------------------- the email when it ends
+
+def email_team(pilot_id: int) -> int:
+    """One plain email to every team member with an address (django.core.mail; the email
+    helper's outbox has no autopilot kind). Returns the number sent; SMTP errors are logged."""
+    pilot = Autopilot.objects.select_related("project__team", "start_run", "best_run").get(pk=pilot_id)
+    users = get_user_model().objects.filter(memberships__team=pilot.project.team, is_active=True).exclude(email="")
+    subject = f"[Runwise] Autopilot on {pilot.start_run.name} ended: {pilot.stop_reason}"
+    body = email_body(pilot)
+    messages = [(subject, body, settings.DEFAULT_FROM_EMAIL, [u.email]) for u in users.order_by("pk")]
+    try:
+        return send_mass_mail(messages, fail_silently=False)
+    except (smtplib.SMTPException, OSError) as exc:
+        log.warning("autopilot %s: the end email was not sent (%s)", pilot_id, exc)
+        return 0
+
+
+def email_body(pilot: Autopilot) -> str:
+    site = getattr(settings, "SITE_URL", "")
+    start = pilot.start_run
+    lines = [f"Autopilot on {start.name} ended: {pilot.stop_reason}.", "",
+             f"Start: {start.name}, best val_loss {fmt(start.best_val_loss)}"]
+    for r in pilot.rounds.select_related("run", "parent_run"):
+        mark = "improved" if r.improved else "no improvement" if r.improved is False else r.run.status
+        change = ", ".join(f"{k}={v}" for k, v in r.change.items())
+        lines.append(f"Round {r.number}: {r.rule} ({change}) from {r.parent_run.name}: "
+                     f"best val_loss {fmt(r.run.best_val_loss)}, {mark}")
+    if pilot.best_run:
+        lines += ["", f"Best run: {pilot.best_run.name}, val_loss {fmt(pilot.best_val_loss)}",
+                  f"{site}{pilot.best_run.get_absolute_url()}"]
+    lines += ["", f"Lineage: {site}{pilot.get_absolute_url()}"]
+    return "\n".join(lines)
+
+
+def fmt(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def lineage(pilot: Autopilot) -> dict:
+    """The rounds as a tree: nodes {run_id, name, best_val_loss, rule, change, improved, children}."""
+    rounds = list(pilot.rounds.select_related("run"))
+    start = pilot.start_run
+    nodes = {start.pk: {"run_id": start.pk, "name": start.name, "best_val_loss": start.best_val_loss,
+                        "status": start.status, "rule": "", "change": {}, "improved": None, "round": 0,
+                        "is_best": pilot.best_run_id == start.pk, "children": []}}
+    for r in rounds:
+        nodes[r.run_id] = {"run_id": r.run_id, "name": r.run.name, "best_val_loss": r.run.best_val_loss,
+                           "status": r.run.status, "rule": r.rule, "change": r.change, "improved": r.improved,
+                           "round": r.number, "is_best": pilot.best_run_id == r.run_id, "children": []}
+    for r in rounds:
+        nodes.get(r.parent_run_id, nodes[start.pk])["children"].append(nodes[r.run_id])
+    return nodes[start.pk]

@@ -281,7 +281,8 @@ class Sweep(models.Model):
         return reverse("sweep", args=[self.pk])
 
     def study_name(self, stage=None):
-        return f"runwise-sweep-{self.pk}-stage-{stage or self.stage}"
+        # The creation time keeps names unique if the database is reset but the Optuna file is not.
+        return f"runwise-sweep-{self.pk}-{self.created_at:%Y%m%d%H%M%S%f}-stage-{stage or self.stage}"
 
 
 class Trial(models.Model):

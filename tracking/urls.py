@@ -41,3 +41,18 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema", permission_classes=SIGNED_IN),
          name="api-redoc"),
 ]
+
+# Tuning: LR range test, sweeps, autopilot (tracking/views_tuning.py)
+from . import views_tuning  # noqa: E402
+
+urlpatterns += [
+    path("runs/<int:run_id>/lr-find/start/", views_tuning.lr_find_start, name="lr-find-start"),
+    path("lr-find/<int:run_id>/", views_tuning.lr_find_detail, name="lr-find"),
+    path("lr-find/<int:run_id>/use/", views_tuning.lr_find_use, name="lr-find-use"),
+    path("runs/<int:run_id>/sweep/new/", views_tuning.sweep_new, name="sweep-new"),
+    path("sweeps/<int:sweep_id>/", views_tuning.sweep_detail, name="sweep"),
+    path("runs/<int:run_id>/autopilot/", views_tuning.autopilot_start, name="autopilot-start"),
+    path("autopilots/<int:pilot_id>/", views_tuning.autopilot_detail, name="autopilot"),
+    path("autopilots/<int:pilot_id>/stop/", views_tuning.autopilot_stop, name="autopilot-stop"),
+    path("projects/<int:project_id>/tuning/", views_tuning.tuning_index, name="tuning"),
+]

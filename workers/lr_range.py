@@ -94,6 +94,27 @@ def suggestions_of(lrs, smoothed, steps) -> dict:
 
 # ---------------------------------------------------------------- the Run of kind "lr_find"
 
+def lr_find_create(*, source, owner, lr_min=None, lr_max=None, lr_find_steps=None):
+    """A queued Run of kind "lr_find" on the model and data of `source` (a Run), enqueued after
+    commit. Raises ConfigError naming the field (nothing written) on a bad value."""
+    from django.db import transaction
+
+    from tracking.config import validate_config
+    from tracking.models import Run
+    from workers.dispatch import enqueue_run
+
+    keys = {k: v for k, v in (("lr_min", lr_min), ("lr_max", lr_max), ("lr_find_steps", lr_find_steps))
+            if v is not None}
+    config = validate_config({**source.config, **keys})
+    with transaction.atomic():
+        run = Run.objects.create(
+            project=source.project, owner=owner, kind=Run.Kind.LR_FIND, config=config, queue=config["queue"],
+            parent=source, name=f"LR range test of {source.name}"[:200],
+            note=f"LR from {config['lr_min']:g} to {config['lr_max']:g} over {config['lr_find_steps']} steps")
+        transaction.on_commit(lambda: enqueue_run(run.pk))
+    return run
+
+
 def run_lr_find(run_id: int) -> str:
     """Execute a queued lr_find Run (idempotent: only a queued run is claimed). Returns its status."""
     import mlflow

@@ -51,7 +51,7 @@ def change_in_words(change: dict, config: dict | None) -> str:
         elif new is None:
             parts.append(f"turn off {key}")
         elif isinstance(new, (int, float)) and isinstance(old, (int, float)) and not isinstance(old, bool):
-            verb = "raise" if new > old else "lower" if new < old else "keep"
+            verb = "raise" if new > old else "lower" if new < old else "set"
             parts.append(f"{verb} {key} to {format_value(new)}")
         else:
             parts.append(f"set {key} to {format_value(new)}")

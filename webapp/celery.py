@@ -19,3 +19,12 @@ app.conf.beat_schedule = {
     "email-requeue-stale-outbox": {"task": "tracking.email_tasks.requeue_stale_outbox",
                                    "schedule": 300.0, "options": {"queue": "default"}},
 }
+
+# Training (workers/recovery.py): re-send queued runs that never reached a worker, and
+# re-queue (or fail) runs whose worker stopped sending heartbeats.
+app.conf.beat_schedule.update({
+    "runs-enqueue-waiting": {"task": "workers.tasks.enqueue_waiting_runs", "schedule": 30.0,
+                             "options": {"queue": "default", "expires": 25}},
+    "runs-recover-stalled": {"task": "workers.tasks.recover_stalled_runs", "schedule": 30.0,
+                             "options": {"queue": "default", "expires": 25}},
+})

@@ -133,6 +133,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
+# Training runs (workers/recovery.py): a running run without a heartbeat for this long lost
+# its worker and is re-queued (resuming from its checkpoint) up to RUN_MAX_ATTEMPTS times;
+# a queued run sent this long ago and still not claimed is sent again.
+RUN_HEARTBEAT_TIMEOUT = envint("RUN_HEARTBEAT_TIMEOUT", 120)
+RUN_MAX_ATTEMPTS = envint("RUN_MAX_ATTEMPTS", 3)
+RUN_RESEND_AFTER = envint("RUN_RESEND_AFTER", 1800)
 
 # MLflow: an absolute tracking URI, experiments created with an explicit artifact location.
 MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{VAR_DIR / 'mlflow.db'}")

@@ -100,6 +100,7 @@ class Training:
         self.model = build_model(config, self.data.n_features, self.data.n_classes,
                                  self.data.image_shape).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.flat_grad = _flat_grad_buffer(self.params)
         self.optimizer = make_optimizer(config, self.params)
         self.batch_size = min(config["batch_size"], self.data.n_train)
         self.steps_per_epoch = steps_per_epoch(self.data.n_train, self.batch_size, config["batch_norm"])
@@ -172,13 +173,13 @@ class Training:
     def _train_epoch(self):
         n, bs = self.data.n_train, self.batch_size
         order = torch.randperm(n, generator=self.generator).to(self.device)
-        self._loss_sum, self._seen, self._correct = 0.0, 0, torch.zeros((), device=self.device)
+        self._loss_sum, self._seen, self._outputs = 0.0, 0, []
         i = 0
         while i < self.steps_per_epoch and not self.should_stop:
             self._train_step(order[i * bs:(i + 1) * bs])
             i += 1
         if i == self.steps_per_epoch and self.status != "diverged":
-            self._end_epoch()
+            self._end_epoch(order[:i * bs])
 
     def _train_step(self, idx):
         data = self.data
@@ -190,14 +191,13 @@ class Training:
         loss_value = loss.item()
         grad_norm = math.nan
         if math.isfinite(loss_value):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.flat_grad.zero_()
             loss.backward()
-            grads = [p.grad for p in self.params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads)
+            norm = torch.linalg.vector_norm(self.flat_grad)  # every gradient is a view of it
             grad_norm = norm.item()
             if math.isfinite(grad_norm):
-                if self.grad_clip:
-                    torch.nn.utils.clip_grads_with_norm_(self.params, self.grad_clip, norm)
+                if self.grad_clip and grad_norm > self.grad_clip:
+                    self.flat_grad.mul_(self.grad_clip / (grad_norm + 1e-6))
                 self.optimizer.step()
         self._record_step(loss_value, lr, grad_norm)
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -207,7 +207,7 @@ class Training:
         else:
             self._loss_sum += loss_value * len(idx)
             self._seen += len(idx)
-            self._correct += (out.detach().argmax(1) == yb).sum()
+            self._outputs.append(out.detach())
         self.step += 1
         self.steps_this_session += 1
         self._emit("on_step_end")
@@ -224,12 +224,15 @@ class Training:
         if self.status == "diverged" and self.diverged_step is None:
             self.diverged_step = step
 
-    def _end_epoch(self):
+    def _end_epoch(self, seen_idx):
         self.epoch += 1
+        # Accuracy of the training batches as they were seen (one op for the whole epoch).
+        correct = (torch.cat(self._outputs).argmax(1) == self.data.y_train[seen_idx]).sum().item()
+        self._outputs = []
         val_loss, val_accuracy = self.evaluate()
         metrics = {
             "train_loss_epoch": self._loss_sum / max(1, self._seen),
-            "train_accuracy": self._correct.item() / max(1, self._seen),
+            "train_accuracy": correct / max(1, self._seen),
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
         }
@@ -270,9 +273,10 @@ class Training:
             model=self.model,
         )
 
-    def checkpoint(self) -> dict:
+    def checkpoint(self, step_history: bool = True) -> dict:
         """Everything needed to resume: model, optimizer, schedule, epoch, step, RNG states,
-        history and callback state. Tensors are live: serialise it before training goes on."""
+        history (the per-step part only if `step_history`: it grows with the run) and callback
+        state. Tensors are live: serialise it before training goes on."""
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                "batches": self.generator.get_state()}
         if self.device.type == "cuda":
@@ -281,7 +285,7 @@ class Training:
             "version": CHECKPOINT_VERSION, "config": self.config, "epoch": self.epoch, "step": self.step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": {**self.schedule.state_dict(), "step": self.step}, "rng": rng,
-            "history": {k: list(v) for k, v in self.history.items()},
+            "history": {k: list(v) for k, v in self.history.items() if step_history or k in EPOCH_METRICS},
             "best": {"val_loss": self.best_val_loss, "val_accuracy": self.best_val_accuracy,
                      "epoch": self.best_epoch},
             "elapsed": self.elapsed,
@@ -311,6 +315,17 @@ class Training:
             if type(cb).__name__ in states:
                 cb.load_state_dict(states[type(cb).__name__])
         self.resumed_from = self.epoch
+
+
+def _flat_grad_buffer(params):
+    """One zeroed buffer holding every parameter's gradient as a view: zeroing, the norm and
+    clipping are then one operation each (as DDP's gradient buckets do)."""
+    flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
+    offset = 0
+    for p in params:
+        p.grad = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
 
 
 def fit(config: dict, callbacks=(), device: Optional[str] = None, checkpoint: Optional[dict] = None) -> FitResult:

@@ -1,0 +1,332 @@
+"""Curve features: relative, scale-free numbers read from a run's loss curves.
+
+Everything here is a ratio or a share (of the initial loss, of the total descent,
+of the curve's own level), so the same thresholds hold for any data set, model
+or loss scale. Step series are reduced to per-epoch means first (vectorised),
+so a run with hundreds of thousands of step points costs a few milliseconds.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .inputs import RunInput, Series
+
+# Metric names other trainers use, mapped to DESIGN.md's names.
+ALIASES = {
+    "loss": "train_loss", "training_loss": "train_loss", "train/loss": "train_loss",
+    "batch_loss": "train_loss", "step_loss": "train_loss",
+    "epoch_loss": "train_loss_epoch", "train_epoch_loss": "train_loss_epoch", "train/epoch_loss": "train_loss_epoch",
+    "acc": "train_accuracy", "accuracy": "train_accuracy", "train_acc": "train_accuracy",
+    "val_acc": "val_accuracy", "valid_acc": "val_accuracy", "validation_accuracy": "val_accuracy",
+    "eval_accuracy": "val_accuracy", "eval_acc": "val_accuracy", "val/accuracy": "val_accuracy",
+    "test_accuracy": "val_accuracy", "test_acc": "val_accuracy",
+    "eval_loss": "val_loss", "valid_loss": "val_loss", "validation_loss": "val_loss",
+    "val/loss": "val_loss", "test_loss": "val_loss",
+    "learning_rate": "lr", "grad_norm_total": "grad_norm", "gradient_norm": "grad_norm",
+}
+MAX_POINTS = 400  # per-epoch curves longer than this are averaged down to it
+
+
+def canonical_metrics(metrics: dict[str, Series]) -> dict[str, Series]:
+    """DESIGN names for aliased metrics; a DESIGN name already present wins over its alias."""
+    out = {k: v for k, v in metrics.items() if len(v)}
+    for name, series in metrics.items():
+        target = ALIASES.get(name.lower())
+        if target and target not in out and len(series):
+            out[target] = series
+    return out
+
+
+def ramp(x: float, lo: float, hi: float) -> float:
+    """0 below lo, 1 above hi, linear between (a soft threshold)."""
+    if not np.isfinite(x):
+        return 1.0 if x > 0 else 0.0
+    return float(min(1.0, max(0.0, (x - lo) / (hi - lo))))
+
+
+def _bin_means(keys: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
+    """Mean of the finite values per integer key in [0, nbins); NaN where a bin has none."""
+    finite = np.isfinite(values)
+    if finite.all():
+        k, w = keys, values
+    else:
+        k, w = keys[finite], values[finite]
+    sums = np.bincount(k, weights=w, minlength=nbins)[:nbins]
+    counts = np.bincount(k, minlength=nbins)[:nbins]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _downsample(x: np.ndarray, labels: np.ndarray, size: int = MAX_POINTS):
+    if len(x) <= size:
+        return x, labels
+    keys = (np.arange(len(x)) * size // len(x)).astype(np.int64)
+    return _bin_means(keys, x, size), labels[np.searchsorted(keys, np.arange(size))]
+
+
+def smooth(x: np.ndarray) -> np.ndarray:
+    """A robust smoothing of a short per-epoch curve: centred rolling median, then a 3-point mean.
+    NaNs are filled from their neighbours first."""
+    n = len(x)
+    if n < 3:
+        return x.copy()
+    good = np.isfinite(x)
+    if not good.all():
+        idx = np.arange(n)
+        x = np.interp(idx, idx[good], x[good]) if good.any() else np.zeros(n)
+    w = 3 if n < 12 else 5 if n < 40 else (n // 8) | 1
+    pad = w // 2
+    padded = np.concatenate([np.repeat(x[0], pad), x, np.repeat(x[-1], pad)])
+    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, w), axis=1)
+    out = med.copy()
+    out[1:-1] = (med[:-2] + med[1:-1] + med[2:]) / 3.0
+    # keep the ends honest: a median filter flattens a last-epoch trend
+    out[-1] = (med[-1] + x[-1]) / 2.0 if n >= 5 else med[-1]
+    return out
+
+
+@dataclass
+class Curves:
+    """Per-epoch curves aligned on the same epochs (val epochs when there are any)."""
+
+    epochs: np.ndarray  # epoch labels (1-based) of each point of the per-epoch curves
+    train: np.ndarray | None  # per-epoch train loss (NaN where no finite value)
+    val: np.ndarray | None
+    train_steps: Series | None  # the raw step series, for noise and first-step facts
+    initial_loss: float  # loss at initialisation (first finite step value, else first epoch)
+    nonfinite_epoch: int | None  # first epoch with a NaN/inf loss
+    nonfinite_step: float | None
+    nonfinite_metric: str | None
+    per_epoch: bool  # False when epochs are unknown and the bins are only pseudo-epochs
+    lr: Series | None = None
+    grad_norm: Series | None = None
+    val_accuracy: Series | None = None
+
+
+def _first_nonfinite(series: Series | None):
+    if series is None or not len(series):
+        return None
+    bad = ~np.isfinite(series.values)
+    if not bad.any():
+        return None
+    return float(series.steps[int(np.argmax(bad))])
+
+
+def build_curves(run: RunInput) -> Curves:
+    m = canonical_metrics(run.metrics)
+    steps, train_ep, val = m.get("train_loss"), m.get("train_loss_epoch"), m.get("val_loss")
+    spe = run.steps_per_epoch
+    per_epoch = True
+
+    if steps is not None and train_ep is None and val is not None and len(steps) <= 1.5 * len(val):
+        train_ep, steps = steps, None  # an external `loss` logged once per epoch
+
+    # The epoch axis: the val epochs, or the train epochs when there is no val curve.
+    if val is not None and len(val):
+        v_steps = val.steps
+        global_units = steps is not None and len(steps) > 2 * len(val) and (
+            (spe and v_steps[-1] > 1.5 * (steps.steps[-1] / spe + 1))
+            or (not spe and v_steps[-1] >= 0.5 * steps.steps[-1] and v_steps[-1] > 2 * len(val)))
+        if global_units and spe:
+            epochs = np.maximum(1, np.round(v_steps / spe)).astype(float)
+        elif global_units:
+            epochs = np.arange(1, len(val) + 1, dtype=float)
+        else:
+            epochs = v_steps + (1 if v_steps[0] < 1 else 0)
+        vals = val.values.copy()
+        train = None
+        if train_ep is not None and len(train_ep):
+            t_epochs = train_ep.steps + (1 if train_ep.steps[0] < 1 else 0)
+            if len(train_ep) == len(val):
+                train = train_ep.values.copy()
+            else:
+                ok = np.isfinite(train_ep.values)
+                train = np.interp(epochs, t_epochs[ok], train_ep.values[ok]) if ok.any() else None
+        elif steps is not None and len(steps):
+            if global_units and not spe:
+                keys = np.searchsorted(v_steps, steps.steps, side="left")
+            elif spe:
+                keys = (steps.steps // spe).astype(np.int64)
+                lut = np.searchsorted(epochs - 1, np.arange(int(keys.max()) + 1), side="left")
+                keys = lut[keys]
+            else:  # unknown units: spread the train steps evenly over the val epochs
+                span = steps.steps[-1] - steps.steps[0] + 1
+                keys = ((steps.steps - steps.steps[0]) * len(val) // span)
+            keys = np.clip(keys.astype(np.int64), 0, len(val) - 1)
+            train = _bin_means(keys, steps.values, len(val))
+    else:
+        vals = None
+        if train_ep is not None and len(train_ep):
+            train = train_ep.values.copy()
+            epochs = train_ep.steps + (1 if train_ep.steps[0] < 1 else 0)
+        else:
+            s = steps.steps
+            n_ep = int(s[-1] // spe) + 1 if spe else 0
+            if spe and n_ep >= 4:
+                keys = (s // spe).astype(np.int64)
+                train = _bin_means(keys, steps.values, n_ep)
+                epochs = np.arange(1, n_ep + 1, dtype=float)
+            else:  # epochs unknown or too few: pseudo-epochs of equal step spans
+                per_epoch = bool(spe)
+                nb = int(min(50, max(1, len(s) // 2)))
+                span = s[-1] - s[0] + 1
+                keys = np.clip(((s - s[0]) * nb // span).astype(np.int64), 0, nb - 1)
+                train = _bin_means(keys, steps.values, nb)
+                centres = s[0] + (np.arange(nb) + 0.5) * span / nb
+                epochs = (centres // spe + 1) if spe else np.arange(1, nb + 1, dtype=float)
+
+    initial = np.nan
+    if steps is not None:
+        finite = steps.values[np.isfinite(steps.values)]
+        if finite.size:
+            initial = float(finite[: max(1, min(5, finite.size // 20 + 1))].mean())
+    if not np.isfinite(initial):
+        for curve in (train, vals):
+            if curve is not None and np.isfinite(curve).any():
+                initial = float(curve[np.isfinite(curve)][0])
+                break
+
+    nonfinite_step, nonfinite_metric = None, None
+    for name in ("train_loss", "train_loss_epoch", "val_loss"):
+        at = _first_nonfinite(m.get(name))
+        if at is not None and (nonfinite_step is None or (name == "train_loss")):
+            nonfinite_step, nonfinite_metric = at, name
+            break
+    nonfinite_epoch = None
+    if nonfinite_step is not None:
+        if nonfinite_metric == "train_loss":
+            nonfinite_epoch = int(nonfinite_step // spe) + 1 if spe else None
+        else:
+            nonfinite_epoch = int(max(1, nonfinite_step))
+
+    if train is not None:
+        train, ep_t = _downsample(train, epochs)
+    if vals is not None:
+        vals, epochs = _downsample(vals, epochs)
+    elif train is not None:
+        epochs = ep_t
+    return Curves(epochs=np.asarray(epochs, dtype=float), train=train, val=vals, train_steps=steps,
+                  initial_loss=initial, nonfinite_epoch=nonfinite_epoch, nonfinite_step=nonfinite_step,
+                  nonfinite_metric=nonfinite_metric, per_epoch=per_epoch,
+                  lr=m.get("lr"), grad_norm=m.get("grad_norm"), val_accuracy=m.get("val_accuracy"))
+
+
+@dataclass
+class CurveShape:
+    """Scale-free facts about one per-epoch curve."""
+
+    raw: np.ndarray
+    smooth: np.ndarray
+    first: float
+    last: float  # smoothed last value
+    min: float  # smoothed minimum
+    argmin: int
+    raw_min: float
+    raw_argmin: int
+    late_share: float  # share of the total descent made in the last quarter of the curve
+    rise_from_min: float  # (last - min) / min, smoothed
+    jitter: float  # RMS of the residual around the smooth curve, relative to its level (later 80%)
+    big_ups: float  # share of epochs whose value rose > 10% of the level over the previous epoch
+    flat_since: int  # index from which the curve stays within 5% of the total descent of its end
+
+
+def shape(x: np.ndarray, floor: float) -> CurveShape | None:
+    finite = np.isfinite(x)
+    if finite.sum() < 2:
+        return None
+    s = smooth(x)
+    n = len(x)
+    q = max(0, n - 1 - max(1, n // 4))
+    descent = max(s[0], s.max() if n < 4 else s[0]) - s.min()
+    late_share = float((s[q] - s[-1]) / (descent + floor)) if n >= 3 else float((s[0] - s[-1]) / (abs(s[0]) + floor))
+    argmin = int(np.argmin(s))
+    smin = float(s[argmin])
+    denom = np.abs(s) + floor
+    start = n // 5
+    resid = ((x - s) / denom)[start:][finite[start:]]
+    jitter = float(np.sqrt(np.mean(resid ** 2))) if resid.size else 0.0
+    fx = np.where(finite, x, np.nan)
+    with np.errstate(invalid="ignore"):
+        ups = (np.diff(fx) / denom[1:])[start:] > 0.10
+    big_ups = float(ups.mean()) if ups.size else 0.0
+    tol = 0.05 * max(s[0] - s[-1], 0.0) + 0.01 * floor
+    far = np.nonzero(np.abs(s - s[-1]) > tol)[0]
+    flat_since = int(far[-1] + 1) if far.size else 0
+    raw_argmin = int(np.nanargmin(fx))
+    return CurveShape(raw=x, smooth=s, first=float(s[0]), last=float(s[-1]), min=smin, argmin=argmin,
+                      raw_min=float(fx[raw_argmin]), raw_argmin=raw_argmin, late_share=late_share,
+                      rise_from_min=float((s[-1] - smin) / (abs(smin) + floor)), jitter=jitter,
+                      big_ups=big_ups, flat_since=flat_since)
+
+
+@dataclass
+class Features:
+    curves: Curves
+    config: dict
+    status: str
+    n: int  # epochs (points of the per-epoch curves)
+    planned_epochs: int | None
+    train: CurveShape | None
+    val: CurveShape | None
+    floor: float  # a small share of the initial loss: the scale below which changes are noise
+    step_noise: float | None  # train step loss spread around its per-bin mean, relative (late part)
+    step_blowup: float | None  # max binned step loss / initial loss
+    grad_spikes: float | None  # p99 / p50 of grad_norm
+    lr_constant: bool | None  # the logged lr never changed (None if not logged)
+    extra: dict = field(default_factory=dict)
+
+    def main(self) -> CurveShape | None:
+        return self.val or self.train
+
+    def epoch(self, index: int) -> int:
+        return int(round(self.curves.epochs[min(max(index, 0), len(self.curves.epochs) - 1)]))
+
+
+def _step_facts(steps: Series | None, initial: float, floor: float):
+    if steps is None or len(steps) < 8:
+        return None, None
+    v = steps.values
+    nb = int(min(200, len(v) // 4))
+    k = len(v) // nb
+    block = v[: nb * k].reshape(nb, k)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if np.isfinite(block).all():
+            means, sd = block.mean(axis=1), block.std(axis=1)
+        else:
+            block = np.where(np.isfinite(block), block, np.nan)
+            means, sd = np.nanmean(block, axis=1), np.nanstd(block, axis=1)
+        rel = sd / (np.abs(means) + floor)
+    late = rel[nb // 2:]
+    late = late[np.isfinite(late)]
+    noise = float(np.median(late)) if late.size else None
+    blow = float(np.nanmax(means) / (abs(initial) + floor)) if np.isfinite(means).any() and np.isfinite(initial) else None
+    return noise, blow
+
+
+def compute_features(run: RunInput) -> Features:
+    curves = build_curves(run)
+    init = curves.initial_loss if np.isfinite(curves.initial_loss) else 1.0
+    floor = 0.02 * abs(init) + 1e-12
+    tr = shape(curves.train, floor) if curves.train is not None else None
+    va = shape(curves.val, floor) if curves.val is not None else None
+    noise, blow = _step_facts(curves.train_steps, init, floor)
+    spikes = None
+    if curves.grad_norm is not None and len(curves.grad_norm) >= 20:
+        g = curves.grad_norm.values[np.isfinite(curves.grad_norm.values)]
+        if g.size >= 20:
+            p50, p99 = np.percentile(g, [50, 99])
+            spikes = float(p99 / p50) if p50 > 0 else None
+    lr_constant = None
+    if curves.lr is not None and len(curves.lr) >= 2:
+        lv = curves.lr.values[np.isfinite(curves.lr.values)]
+        lr_constant = bool(lv.size and lv.max() <= lv.min() * 1.0001)
+    planned = run.config.get("epochs")
+    planned = int(planned) if isinstance(planned, (int, float)) and not isinstance(planned, bool) and planned >= 1 else None
+    n = len(curves.val) if curves.val is not None else len(curves.train) if curves.train is not None else 0
+    return Features(curves=curves, config=run.config, status=run.status, n=n, planned_epochs=planned,
+                    train=tr, val=va, floor=floor, step_noise=noise, step_blowup=blow,
+                    grad_spikes=spikes, lr_constant=lr_constant)

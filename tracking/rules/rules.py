@@ -1,0 +1,354 @@
+"""Rules: each a small named unit that turns a diagnosis into one config change.
+
+A rule has an id ("<diagnosis>.<action>"), the diagnosis it answers, a condition
+on the run (`when`), the change it proposes computed from the run's config
+(absolute new values; a key the config lacks starts from the project default),
+a rationale, and a base confidence (scaled by the diagnosis's severity).
+To add a rule, write its `change` function and append a `Rule` to RULES.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .diagnoses import Diagnosis, config_number, regularisation
+from .features import Features
+
+try:  # the one source of the project defaults (pure pydantic, no Django)
+    from tracking.config import DEFAULTS as _PROJECT_DEFAULTS
+except ImportError:  # pragma: no cover - the engine used outside the project
+    _PROJECT_DEFAULTS = {}
+
+DEFAULTS = {
+    "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+    "batch_size": 32, "epochs": 20, "scheduler": "constant", "warmup_epochs": 0.0, "dropout": 0.0,
+    "batch_norm": False, "label_smoothing": 0.0, "grad_clip": None, "early_stopping_patience": None,
+    "augment": False,
+}
+DEFAULTS.update({k: v for k, v in _PROJECT_DEFAULTS.items() if k in DEFAULTS})
+ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad")
+
+
+@dataclass
+class Context:
+    """What a rule reads: the run's config (known keys, defaults filled in), its features and the diagnosis."""
+
+    config: dict
+    features: Features
+    diagnosis: Diagnosis
+
+    @property
+    def optimizer(self) -> str:
+        return self.config["optimizer"]
+
+    @property
+    def plain_sgd(self) -> bool:
+        return self.optimizer == "sgd" and self.config["momentum"] == 0
+
+
+def read_config(raw: dict) -> dict:
+    """The fixed DESIGN keys of a run's config, coerced to their types; defaults for the rest."""
+    cfg = dict(DEFAULTS)
+    for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "dropout", "label_smoothing"):
+        cfg[key] = config_number(raw, key, DEFAULTS[key])
+    for key in ("batch_size", "epochs"):
+        v = config_number(raw, key, DEFAULTS[key])
+        cfg[key] = int(v) if v >= 1 else DEFAULTS[key]
+    for key in ("optimizer", "scheduler"):
+        if isinstance(raw.get(key), str):
+            cfg[key] = raw[key].strip().lower()
+    for key in ("nesterov", "batch_norm", "augment"):
+        v = raw.get(key)
+        if isinstance(v, str):
+            v = v.strip().lower() in ("true", "1", "yes")
+        if isinstance(v, (bool, int)):
+            cfg[key] = bool(v)
+    clip = raw.get("grad_clip")
+    clip = None if clip in (None, "", "None", "none", "null") else config_number(raw, "grad_clip", 0.0)
+    cfg["grad_clip"] = clip if clip and clip > 0 else None
+    pat = raw.get("early_stopping_patience")
+    pat = None if pat in (None, "", "None", "none", "null") else config_number(raw, "early_stopping_patience", 0)
+    cfg["early_stopping_patience"] = int(pat) if pat and pat >= 1 else None
+    return cfg
+
+
+def _round(x: float) -> float:
+    """Two significant digits: the values a person would type."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return float(f"{x:.2g}")
+
+
+def _lr_times(factor: float):
+    def change(ctx):
+        return {"lr": _round(ctx.config["lr"] * factor)}
+    return change
+
+
+def _lr_down_divergence(ctx):
+    facts = ctx.diagnosis.facts
+    factor = 0.1 if facts.get("nonfinite") or facts.get("ratio", 1) >= 3 else 0.3
+    return {"lr": _round(ctx.config["lr"] * factor)}
+
+
+def _warmup(ctx):
+    epochs = ctx.config["epochs"]
+    warm = max(1.0, round(0.1 * epochs))
+    if warm >= epochs:
+        warm = max(0.5, epochs / 4) if epochs > 1 else 0.0
+    return {"warmup_epochs": float(warm)} if warm > 0 else {}
+
+
+def _clip(ctx):
+    g = ctx.features.curves.grad_norm
+    if g is not None and len(g) >= 10:
+        vals = g.values[np.isfinite(g.values)]
+        if vals.size >= 10:
+            return {"grad_clip": _round(max(float(np.percentile(vals, 90)), 1e-3))}
+    return {"grad_clip": 1.0}
+
+
+def _grow_batch(ctx):
+    return {"batch_size": ctx.config["batch_size"] * 4}
+
+
+def _shrink_batch(ctx):
+    bs = ctx.config["batch_size"]
+    new = max(8, bs // 4)
+    scale = new / bs if ctx.optimizer == "sgd" else math.sqrt(new / bs)
+    return {"batch_size": new, "lr": _round(ctx.config["lr"] * scale)}
+
+
+def _wd_base(ctx):
+    return 0.05 if ctx.optimizer == "adamw" else 1e-3
+
+
+def _raise_wd(ctx):
+    wd = ctx.config["weight_decay"]
+    base = _wd_base(ctx)
+    return {"weight_decay": _round(max(base, wd * (10 if wd < base else 3)))}
+
+
+def _lower_wd(ctx):
+    wd = ctx.config["weight_decay"]
+    return {"weight_decay": _round(wd / 10) if wd >= 1e-5 else 0.0}
+
+
+def _add_dropout(ctx):
+    return {"dropout": 0.3 if ctx.config["dropout"] < 0.2 else _round(min(0.6, ctx.config["dropout"] + 0.2))}
+
+
+def _lower_dropout(ctx):
+    d = ctx.config["dropout"]
+    return {"dropout": 0.0 if d <= 0.2 else _round(d / 2)}
+
+
+def _early_stop(ctx):
+    epochs = ctx.config["epochs"]
+    return {"early_stopping_patience": int(max(3, min(10, round(0.1 * epochs))))}
+
+
+def _momentum(ctx):
+    return {"momentum": 0.9}
+
+
+def _sgd_to_adam(ctx):
+    return {"optimizer": "adam", "lr": 0.001, "momentum": 0.0, "nesterov": False}
+
+
+def _adam_to_sgd(ctx):
+    return {"optimizer": "sgd", "lr": _round(min(0.1, max(0.01, ctx.config["lr"] * 30))), "momentum": 0.9}
+
+
+def _longer(ctx):
+    factor = 3 if ctx.diagnosis.facts.get("late_share", 0) >= 0.2 else 2
+    return {"epochs": min(10000, ctx.config["epochs"] * factor)}
+
+
+def _schedule(name):
+    def change(ctx):
+        return {"scheduler": name}
+    return change
+
+
+def _set(key, value):
+    def change(ctx):
+        return {key: value}
+    return change
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    diagnosis: str
+    when: Callable[[Context], bool]
+    change: Callable[[Context], dict]
+    rationale: str
+    confidence: float  # for a diagnosis of severity 1; scaled down with the severity
+
+    def confidence_for(self, ctx: Context) -> float:
+        return self.confidence * (0.55 + 0.45 * ctx.diagnosis.severity)
+
+
+def _always(ctx):
+    return True
+
+
+def _early_trouble(ctx):
+    return bool(ctx.diagnosis.facts.get("early")) and ctx.config["warmup_epochs"] == 0 and ctx.config["epochs"] >= 2
+
+
+def _no_clip(ctx):
+    return ctx.config["grad_clip"] is None
+
+
+def _spiky(ctx):
+    return _no_clip(ctx) and (ctx.features.grad_spikes or 0) > 5
+
+
+RULES: list[Rule] = [
+    # Divergence: the step size overshoots; lower it (x0.1 after a NaN, x0.3 otherwise).
+    Rule("diverging.lower_lr", "diverging", _always, _lr_down_divergence,
+         "The loss blew up: the learning rate is past the stable limit. Lower it (x0.1 after a NaN, "
+         "x0.3 otherwise); the best LR is the largest that trains stably.", 0.9),
+    Rule("diverging.add_warmup", "diverging", _early_trouble, _warmup,
+         "The run diverged in its first steps: a linear warm-up over ~10% of training lets the same peak "
+         "LR be reached stably (Deep Learning Tuning Playbook).", 0.55),
+    Rule("diverging.clip_gradients", "diverging", _no_clip, _clip,
+         "Gradient spikes drove the divergence: clip the gradient norm at about its 90th percentile "
+         "(Deep Learning Tuning Playbook).", 0.45),
+    Rule("diverging.clip_spikes", "diverging", lambda c: _spiky(c) and not c.diagnosis.facts.get("early"), _clip,
+         "The loss was training well until rare gradient spikes threw it off: clipping fixes that without "
+         "slowing the rest of training.", 0.7),
+    # Instability: oscillating losses.
+    Rule("unstable.lower_lr", "unstable", _always, _lr_times(0.3),
+         "The loss oscillates from epoch to epoch: the steps overshoot the valley. A 3x lower LR "
+         "damps the swings.", 0.8),
+    Rule("unstable.clip_gradients", "unstable", _spiky, _clip,
+         "Rare large gradients cause the swings: clip the norm at its 90th percentile.", 0.6),
+    Rule("unstable.grow_batch", "unstable", lambda c: c.config["batch_size"] <= 16, _grow_batch,
+         "A tiny batch gives very noisy gradients; 4x larger batches average the noise out.", 0.55),
+    Rule("unstable.add_warmup", "unstable", _early_trouble, _warmup,
+         "The swings start at the very beginning: a short warm-up stabilises early training.", 0.4),
+    Rule("unstable.sgd_momentum", "unstable", lambda c: c.plain_sgd and c.config["lr"] <= 0.01, _momentum,
+         "Momentum (0.9) dampens the oscillations of plain SGD across ravines.", 0.4),
+    # Overfitting: the model memorises; regularise it.
+    Rule("overfitting.raise_weight_decay", "overfitting",
+         lambda c: c.config["weight_decay"] < (0.5 if c.optimizer == "adamw" else 0.01), _raise_wd,
+         "val_loss rises while train_loss falls: the model memorises. More weight decay (L2) shrinks the "
+         "weights; small data sets and shallow nets want 1e-3 to 1e-2 (Smith, 2018).", 0.75),
+    Rule("overfitting.add_dropout", "overfitting", lambda c: c.config["dropout"] < 0.4, _add_dropout,
+         "Dropout keeps units from co-adapting and narrows the train/val gap.", 0.65),
+    Rule("overfitting.augment", "overfitting", lambda c: not c.config["augment"], _set("augment", True),
+         "More (augmented) data is the surest cure for memorising a small training set.", 0.55),
+    Rule("overfitting.label_smoothing", "overfitting", lambda c: c.config["label_smoothing"] < 0.05,
+         _set("label_smoothing", 0.1),
+         "Label smoothing (0.1) stops the model from chasing over-confident predictions.", 0.4),
+    Rule("overfitting.shrink_batch", "overfitting", lambda c: c.config["batch_size"] >= 256, _shrink_batch,
+         "Large batches converge to sharp minima that generalise worse; a 4x smaller batch (LR scaled "
+         "with it) adds regularising noise.", 0.5),
+    Rule("overfitting.adam_to_sgd", "overfitting", lambda c: c.optimizer in ("adam", "adamw"), _adam_to_sgd,
+         "Adam fits fast but generalises worse than SGD with momentum on many problems.", 0.35),
+    Rule("overfitting.early_stop", "overfitting", lambda c: c.config["early_stopping_patience"] is None,
+         _early_stop,
+         "Stop when val_loss stops improving: the best epoch is kept and the remaining epochs are saved "
+         "(the best val_loss itself does not improve).", 0.35),
+    # Underfitting: too much regularisation or too small a step.
+    Rule("underfitting.lower_weight_decay", "underfitting",
+         lambda c: c.config["weight_decay"] >= (1e-3 if c.optimizer == "adamw" else 1e-4), _lower_wd,
+         "Both losses level off high and close together: weight decay holds the model back. Lower it 10x "
+         "(large LRs and other regularisation must be balanced, Smith 2018).", 0.6),
+    Rule("underfitting.lower_dropout", "underfitting", lambda c: c.config["dropout"] >= 0.2, _lower_dropout,
+         "Heavy dropout keeps the model from fitting even the training set.", 0.55),
+    Rule("underfitting.lower_label_smoothing", "underfitting", lambda c: c.config["label_smoothing"] >= 0.1,
+         _set("label_smoothing", 0.0), "Strong label smoothing caps how low the loss can go.", 0.45),
+    Rule("underfitting.add_momentum", "underfitting", lambda c: c.plain_sgd and c.config["lr"] <= 0.1, _momentum,
+         "Plain SGD without momentum makes slow progress; momentum 0.9 is the standard choice.", 0.55),
+    Rule("underfitting.raise_lr", "underfitting", _always, _lr_times(3),
+         "The loss stalls high: a larger LR moves training from underfitting towards fitting (Smith, 2018).", 0.45),
+    # Not converged: still improving when it stopped.
+    Rule("not_converged.add_momentum", "not_converged", lambda c: c.plain_sgd and c.config["lr"] <= 0.1,
+         _momentum, "Plain SGD converges slowly; momentum 0.9 (about 10x the effective step) is the "
+                    "standard fix: always use momentum with SGD.", 0.75),
+    Rule("not_converged.sgd_to_adam", "not_converged",
+         lambda c: c.optimizer == "sgd" and c.config["lr"] <= 0.01 and c.diagnosis.facts.get("late_share", 0) >= 0.2,
+         _sgd_to_adam, "SGD with a small LR explores slowly; Adam converges faster for early exploration.", 0.5),
+    Rule("not_converged.train_longer", "not_converged", lambda c: c.config["epochs"] < 10000, _longer,
+         "The loss was still falling at the end: train longer.", 0.7),
+    Rule("not_converged.raise_lr", "not_converged",
+         lambda c: c.diagnosis.facts.get("late_share", 0) >= 0.15 and c.config["scheduler"] == "constant", _lr_times(3),
+         "The loss falls steadily but slowly: a 3x larger LR reaches the same loss in fewer epochs.", 0.55),
+    # Plateau at a constant LR: anneal it.
+    Rule("plateau.cosine", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("cosine"),
+         "The loss sits on a plateau at a constant LR: annealing it (cosine) settles into the valley.", 0.6),
+    Rule("plateau.one_cycle", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("onecycle"),
+         "One cycle (Smith, 2018) rises then anneals the LR by orders of magnitude, escaping the plateau "
+         "and settling lower.", 0.55),
+    Rule("plateau.warm_restarts", "plateau", lambda c: c.config["scheduler"] in ("constant", "step"),
+         _schedule("cosine_restarts"), "Warm restarts (SGDR) jump out of a plateau and anneal again.", 0.45),
+]
+REGISTRY = {rule.id: rule for rule in RULES}
+
+
+@dataclass
+class Recommendation:
+    rule: str
+    diagnosis: str
+    change: dict
+    rationale: str
+    confidence: float
+
+    def as_dict(self):
+        return {"rule": self.rule, "diagnosis": self.diagnosis, "change": self.change,
+                "rationale": self.rationale, "confidence": round(float(self.confidence), 3)}
+
+
+def _valid(config: dict, change: dict) -> Optional[dict]:
+    """Drop no-op keys; keep the change consistent with the validator's cross-field checks."""
+    change = {k: v for k, v in change.items() if config.get(k) != v}
+    if not change:
+        return None
+    new = {**config, **change}
+    if new["nesterov"] and (new["optimizer"] != "sgd" or new["momentum"] <= 0):
+        change["nesterov"] = False
+    if new["warmup_epochs"] >= new["epochs"]:
+        return None
+    if "lr" in change and not (0 < change["lr"] <= 100):
+        return None
+    return change
+
+
+def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) -> list[Recommendation]:
+    config = read_config(raw_config)
+    weak_cap = 0.45
+    by_change: dict[str, Recommendation] = {}
+    for diag in diagnoses:
+        if diag.id == "healthy":
+            continue
+        finding = diag.severity >= 0.5
+        for rule in RULES:
+            if rule.diagnosis != diag.id:
+                continue
+            ctx = Context(config, features, diag)
+            if not rule.when(ctx):
+                continue
+            change = _valid(config, rule.change(ctx))
+            if change is None:
+                continue
+            conf = rule.confidence_for(ctx)
+            if not finding:
+                conf = min(weak_cap, conf * diag.severity)
+            rec = Recommendation(rule.id, diag.id, change, rule.rationale, conf)
+            key = repr(sorted(change.items()))
+            if key not in by_change or by_change[key].confidence < conf:
+                by_change[key] = rec
+    recs = sorted(by_change.values(), key=lambda r: -r.confidence)
+    seen, out = set(), []
+    for r in recs:
+        if r.rule not in seen:
+            seen.add(r.rule)
+            out.append(r)
+    return out

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
+PREFERRED = ("model/model.pt", "checkpoints/last.pt")  # workers/mlflow_logging.py: final model, last checkpoint
 CHECKPOINT_NAMES = ("model.pt", "final_model.pt", "checkpoint.pt", "last.pt")
 
 
@@ -126,6 +127,11 @@ def state_dict_from_run(run_id: int) -> dict:
 
 
 def _find_checkpoint(client, mlflow_run_id: str, folder: str = "") -> Optional[str]:
+    if not folder:
+        for path in PREFERRED:
+            parent, name = path.rsplit("/", 1)
+            if any(f.path == path for f in client.list_artifacts(mlflow_run_id, parent)):
+                return path
     files = client.list_artifacts(mlflow_run_id, folder or None)
     by_name = {f.path.rsplit("/", 1)[-1]: f.path for f in files if not f.is_dir}
     for name in CHECKPOINT_NAMES:
@@ -146,6 +152,8 @@ def state_dict_of(obj) -> dict:
     """A model state dict from what was saved: a state dict, a whole checkpoint or a module."""
     if isinstance(obj, nn.Module):
         return obj.state_dict()
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return obj["state_dict"]
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         return obj["model"]
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -115,28 +115,32 @@ def lr_find_create(*, source, owner, lr_min=None, lr_max=None, lr_find_steps=Non
     return run
 
 
-def run_lr_find(run_id: int) -> str:
+def run_lr_find(run_id: int, worker: str = "") -> str:
     """Execute a queued lr_find Run (idempotent: only a queued run is claimed). Returns its status."""
-    import mlflow
+    import socket
+
     import torch
+    from django.conf import settings
     from django.db.models import F
     from django.utils import timezone
 
     from tracking.models import Run
+    from workers.mlflow_logging import experiment_id, make_client
 
     torch.set_num_threads(1)
     now = timezone.now()
     claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, kind=Run.Kind.LR_FIND).update(
         status=Run.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
-        total_steps=0, step=0)
+        total_steps=0, step=0, worker=(worker or socket.gethostname())[:200])
     if not claimed:
         return "skipped"
     run = Run.objects.select_related("project").get(pk=run_id)
     config = run.config
-    client = mlflow.MlflowClient()
-    experiment_id = _experiment_id(client, run.project)
-    ml_run = client.create_run(experiment_id, run_name=run.name,
-                               tags={"runwise.run_id": str(run.pk), "runwise.kind": "lr_find"})
+    client = make_client(settings.MLFLOW_TRACKING_URI)
+    experiment = experiment_id(client, f"project-{run.project_id}", settings.MLFLOW_ARTIFACT_ROOT)
+    ml_run = client.create_run(experiment, run_name=run.name,
+                               tags={"runwise.run_id": str(run.pk), "runwise.project_id": str(run.project_id),
+                                     "runwise.kind": "lr_find"})
     Run.objects.filter(pk=run_id).update(mlflow_run_id=ml_run.info.run_id,
                                          total_steps=config["lr_find_steps"], device="cpu")
     client.log_batch(ml_run.info.run_id, params=_params(config))
@@ -174,22 +178,6 @@ def summary(suggestions: dict) -> str:
     if not suggestions:
         return "Too few points for a suggestion."
     return "Suggested LR: " + ", ".join(f"{name} {s['lr']:.3g}" for name, s in suggestions.items())
-
-
-def _experiment_id(client, project) -> str:
-    from django.conf import settings
-
-    name = f"runwise-project-{project.pk}"
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=f"{settings.MLFLOW_ARTIFACT_ROOT}/{name}")
-    except Exception:  # noqa: BLE001 - created by another process meanwhile
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
 
 
 def _params(config):

@@ -10,6 +10,12 @@ from celery import shared_task
 @shared_task(name="workers.tasks.train_run", bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
 def train_run(self, run_id):
+    from tracking.models import Run
+
+    if Run.objects.filter(pk=run_id, kind=Run.Kind.LR_FIND).exists():  # an LR range test (workers/lr_range.py)
+        from workers.lr_range import run_lr_find
+
+        return run_lr_find(run_id, worker=self.request.hostname)
     from workers.training import train_run as train
 
     train(run_id, worker=self.request.hostname)

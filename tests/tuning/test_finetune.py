@@ -84,8 +84,8 @@ def test_init_from_run_reads_the_final_model_from_the_runs_mlflow_artifacts(team
     client = mlflow.MlflowClient()
     exp = client.create_experiment(f"finetune-{tmp_path.name}", artifact_location=str(tmp_path / "art"))
     ml_run = client.create_run(exp)
-    buf = io.BytesIO()
-    torch.save(trained.model.state_dict(), buf)
+    buf = io.BytesIO()  # what workers/mlflow_logging.py stores as model/model.pt
+    torch.save({"state_dict": trained.model.state_dict(), "config": trained.config}, buf)
     (tmp_path / "model.pt").write_bytes(buf.getvalue())
     client.log_artifact(ml_run.info.run_id, str(tmp_path / "model.pt"), "model")
     source = Run.objects.create(project=team_users["project"], owner=team_users["admin"], name="source",

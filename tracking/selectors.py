@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
@@ -20,7 +21,8 @@ SORTS = {
 
 
 class RunFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search")
+    q = django_filters.CharFilter(method="search", label="Search", widget=forms.TextInput(
+        attrs={"placeholder": "Search name, note, tag", "aria-label": "Search"}))
     status = django_filters.ChoiceFilter(choices=Run.Status.choices, empty_label="any status")
     owner = django_filters.ModelChoiceFilter(queryset=get_user_model().objects.none(), empty_label="anyone")
     optimizer = django_filters.ChoiceFilter(field_name="config__optimizer",

@@ -189,6 +189,23 @@ def loss_curves_png(run: Run) -> bytes | None:
     return buf.getvalue()
 
 
+_PNG_CACHE: dict = {}
+_PNG_CACHE_SIZE = 32
+
+
+def cached_loss_curves_png(run: Run) -> bytes | None:
+    """The same PNG for every recipient of a run: cached in the process, keyed by the run and
+    the last change of its analysis and curves (a re-analysed run gets a new picture)."""
+    from django.db.models import Max
+
+    stamp = (run.pk, run.analysed_at, run.series.aggregate(last=Max("updated_at"))["last"])
+    if stamp not in _PNG_CACHE:
+        if len(_PNG_CACHE) >= _PNG_CACHE_SIZE:
+            _PNG_CACHE.pop(next(iter(_PNG_CACHE)))
+        _PNG_CACHE[stamp] = loss_curves_png(run)
+    return _PNG_CACHE[stamp]
+
+
 # Messages ------------------------------------------------------------------------------------
 
 def make_message(kind: str, context: dict, to: str) -> EmailMultiAlternatives:
@@ -214,7 +231,7 @@ def attach_inline_png(message: EmailMultiAlternatives, png: bytes, cid: str) -> 
 
 def run_ended_message(outbox: OutboxEmail) -> EmailMultiAlternatives:
     run = Run.objects.select_related("project", "owner").get(pk=outbox.run_id)
-    png = loss_curves_png(run)
+    png = cached_loss_curves_png(run)
     context = dict(run_summary(run), project=run.project, recipient=outbox.recipient,
                    settings_url=settings_url(run.project_id), curves_cid=CURVES_CID if png else None,
                    site_url=settings.SITE_URL)

@@ -252,7 +252,7 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     with np.errstate(invalid="ignore"):
         ups = (np.diff(fx) / denom[1:])[start:] > 0.10
     big_ups = float(ups.mean()) if ups.size else 0.0
-    tol = 0.05 * max(s[0] - s[-1], 0.0) + 0.01 * floor
+    tol = 0.05 * max(s[0] - s[-1], 0.0) + 2 * jitter * abs(s[-1]) + 0.01 * floor
     far = np.nonzero(np.abs(s - s[-1]) > tol)[0]
     flat_since = int(far[-1] + 1) if far.size else 0
     raw_argmin = int(np.nanargmin(fx))

@@ -145,7 +145,10 @@ def bench_digest(project, users, n_runs):
     t0 = time.perf_counter()
     row, _ = digest_create(user=reader, day=day)
     assert outbox_send(row.pk) == "sent"
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    subject = OutboxEmail.objects.get(pk=row.pk).subject
+    assert f": {n_runs} finished runs" in subject, subject
+    return elapsed
 
 
 def start_redis():

@@ -1,0 +1,160 @@
+"""Autopilot against Optuna's TPE and random search, from the same bad starting configs.
+
+Each case starts from one bad config on a built-in data set. Every method gets the same budget
+of 4 trainings, the starting config's own training included (it is trained once and shared):
+- autopilot: tracking.autopilot.run_offline, i.e. tracking.rules.advise on the run's curves,
+  apply_change of the first recommendation not yet tried from the best run, workers.engine.fit;
+- TPE and random search: Optuna ask-and-tell over the same ranges for both (lr and weight decay
+  on a log scale, batch size among powers of two, momentum, dropout, epochs up to 4x), the
+  starting config enqueued as their first trial; TPE models from its third trial on.
+Random search and TPE are averaged over SEEDS seeds. Prints the final best val_loss of each
+method case by case and on average; the last line is the summary.
+
+    .venv/bin/python bench/bench_autopilot.py [--quick]
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+import django  # noqa: E402
+
+django.setup()  # tracking.autopilot imports the models; the offline loop itself touches no database
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+
+from tracking.autopilot import run_offline  # noqa: E402
+from tracking.config import validate_config  # noqa: E402
+from tracking.rules import advise  # noqa: E402
+from workers.engine import fit  # noqa: E402
+
+torch.set_num_threads(1)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+BUDGET = 4
+SEEDS = (0, 1, 2)
+FAILED_LOSS = None  # a diverged or failed training has no best val_loss
+
+CASES = {
+    "lr far too high (digits, sgd lr 3)": {
+        "dataset": "digits", "optimizer": "sgd", "lr": 3.0, "momentum": 0.9, "epochs": 15},
+    "lr far too low (wine, sgd lr 1e-4)": {
+        "dataset": "wine", "optimizer": "sgd", "lr": 1e-4, "epochs": 20, "batch_size": 16},
+    "heavy overfitting (digits 300 examples, wide adam)": {
+        "dataset": "digits", "optimizer": "adam", "lr": 3e-3, "epochs": 60, "width": 256,
+        "train_subset": 300, "batch_size": 32},
+    "too short (classification, 2 epochs)": {
+        "dataset": "classification", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "epochs": 2},
+    "tiny noisy batch (spirals, batch 2)": {
+        "dataset": "spirals", "optimizer": "sgd", "lr": 0.2, "momentum": 0.9, "batch_size": 2, "epochs": 8},
+    "adam with bad weight decay (breast_cancer, wd 1)": {
+        "dataset": "breast_cancer", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1.0, "epochs": 20},
+}
+
+
+def space(start: dict) -> dict:
+    """The ranges TPE and random search share."""
+    epochs = start["epochs"]
+    return {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
+        "weight_decay": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True),
+        "batch_size": optuna.distributions.CategoricalDistribution([8, 16, 32, 64, 128, 256]),
+        "momentum": optuna.distributions.FloatDistribution(0.0, 0.99),
+        "dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
+        "epochs": optuna.distributions.IntDistribution(epochs, 4 * epochs, log=True),
+    }
+
+
+def run_input(config: dict, result) -> dict:
+    """The advise contract's run input from a FitResult (what the worker logs to MLflow)."""
+    status = {"succeeded": "finished", "stopped": "finished"}.get(result.status, "failed")
+    return {"config": config, "steps_per_epoch": result.steps_per_epoch, "status": status,
+            "metrics": {k: [[s, v] for s, v in points] for k, points in result.history.items() if points}}
+
+
+def train(config: dict) -> dict:
+    result = fit(config)
+    loss = result.best_val_loss if result.best_val_loss is not None and math.isfinite(result.best_val_loss) else None
+    return {"best_val_loss": loss, "run_input": run_input(config, result), "seconds": result.seconds}
+
+
+def advise_on(config: dict, trained: dict) -> dict:
+    return advise(trained["run_input"])
+
+
+def search(start_config: dict, start: dict, sampler) -> float | None:
+    """Optuna ask-and-tell. The start's training is the first trial (added with its values clamped
+    into the ranges, e.g. weight decay 0 -> 1e-6), then BUDGET - 1 asked trials."""
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    dists = space(start_config)
+    best = start["best_val_loss"]
+    if best is not None:
+        study.add_trial(optuna.trial.create_trial(
+            params={k: clamp(start_config[k], d) for k, d in dists.items()}, distributions=dists, value=best))
+    for _ in range(BUDGET - 1):
+        trial = study.ask(dists)
+        value = train(validate_config({**start_config, **trial.params}))["best_val_loss"]
+        if value is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+            best = value if best is None else min(best, value)
+    return best
+
+
+def clamp(value, dist):
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return min(dist.choices, key=lambda c: abs(math.log(c) - math.log(max(value, 1))))
+    return type(dist.low)(min(max(value, dist.low), dist.high))
+
+
+def fmt(v) -> str:
+    return "   failed" if v is None else f"{v:9.4f}"
+
+
+def main(quick: bool = False):
+    cases = dict(list(CASES.items())[:2]) if quick else CASES
+    seeds = SEEDS[:1] if quick else SEEDS
+    started = time.monotonic()
+    rows = []
+    print(f"budget {BUDGET} trainings per method (the starting run included); random/TPE over {len(seeds)} seeds")
+    print(f"{'case':52s} {'start':>9s} {'autopilot':>9s} {'TPE':>9s} {'random':>9s}  autopilot's changes")
+    for name, raw in cases.items():
+        config = validate_config(raw)
+        start = train(config)
+        pilot = run_offline(config, train=train, advise=advise_on, max_rounds=BUDGET - 1, start=start)
+        tpe = [search(config, start, optuna.samplers.TPESampler(seed=s, n_startup_trials=2)) for s in seeds]
+        rnd = [search(config, start, optuna.samplers.RandomSampler(seed=s)) for s in seeds]
+        mean = lambda xs: statistics.fmean([x for x in xs if x is not None]) if any(x is not None for x in xs) else None  # noqa: E731
+        row = (name, start["best_val_loss"], pilot.best_val_loss, mean(tpe), mean(rnd))
+        rows.append(row)
+        changes = "; ".join(f"{r.rule}{'+' if r.improved else '-'}" for r in pilot.rounds) or pilot.stop_reason
+        print(f"{name:52s} {fmt(row[1])} {fmt(row[2])} {fmt(row[3])} {fmt(row[4])}  {changes}", flush=True)
+    # A failed method on a case counts as the start's loss (or, failing that, the worst seen).
+    def value(r, i):
+        seen = [x for x in r[1:] if x is not None]
+        return r[i] if r[i] is not None else (max(seen) if seen else math.nan)
+
+    avg = [statistics.fmean(value(r, i) for r in rows) for i in (2, 3, 4)]
+    behind = [(value(r, 2) / min(value(r, 3), value(r, 4)) - 1) * 100 for r in rows]
+    print(f"{'average':52s} {'':9s} {avg[0]:9.4f} {avg[1]:9.4f} {avg[2]:9.4f}")
+    print("autopilot vs the better of TPE/random, per case (%; + = behind): "
+          + ", ".join(f"{b:+.1f}" for b in behind))
+    ahead = avg[0] < avg[1] and avg[0] < avg[2]
+    print(f"SUMMARY autopilot avg best val_loss {avg[0]:.4f} vs TPE {avg[1]:.4f} vs random {avg[2]:.4f} "
+          f"over {len(rows)} cases, {BUDGET} trainings each; ahead on average: {'yes' if ahead else 'no'}; "
+          f"worst case {max(behind):+.1f}% vs the better search (target <= +5%); "
+          f"{time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)

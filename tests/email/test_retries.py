@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import WorkerProcess
 from tests.email.conftest import SmtpServer
 from tracking.email_tasks import MAX_RETRIES, send_outbox_email
-from tracking.models import OutboxEmail
+from tracking.models import NotificationSetting, OutboxEmail
 from tracking.notifications import notify_run_ended
 
 
@@ -101,3 +101,35 @@ def test_a_permanent_refusal_fails_at_once_without_retrying(
     row.refresh_from_db()
     assert (row.state, row.attempts) == ("failed", 1)
     assert "550" in row.error
+
+
+@pytest.mark.django_db
+def test_the_sweep_sends_rows_whose_task_never_ran_and_reclaims_lost_claims(
+        team_users, make_run, smtp_server, eager_tasks, django_capture_on_commit_callbacks):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tracking.email_tasks import requeue_stale_outbox
+
+    t = team_users
+    NotificationSetting.objects.create(user=t["admin"], project=t["project"], mode="all")
+    run = make_run(t["project"], t["member"])
+    with django_capture_on_commit_callbacks(execute=False):  # the broker was down at commit
+        rows = {r.recipient.username: r for r in notify_run_ended(run.pk)}
+    long_ago = timezone.now() - dt.timedelta(minutes=30)
+    OutboxEmail.objects.filter(pk=rows["bob"].pk).update(created_at=long_ago)
+    # alice's row: claimed by a worker that died 30 minutes ago
+    OutboxEmail.objects.filter(pk=rows["alice"].pk).update(created_at=long_ago, state="sending",
+                                                           claimed_at=long_ago, attempts=1)
+    fresh = make_run(t["project"], t["member"], name="run 43")
+    with django_capture_on_commit_callbacks(execute=False):
+        notify_run_ended(fresh.pk)  # just written: its own task is on its way, the sweep leaves it
+
+    assert requeue_stale_outbox.apply().get() == 2
+
+    mails = smtp_server.inbox.wait_for(2)
+    assert sorted(m["to"][0] for m in mails) == ["alice@example.com", "bob@example.com"]
+    assert all("run 42" in m["msg"]["Subject"] for m in mails)
+    assert OutboxEmail.objects.get(pk=rows["alice"].pk).attempts == 2
+    assert requeue_stale_outbox.apply().get() == 0

@@ -36,7 +36,7 @@ run: demo
 	@echo "  MLflow UI:  http://127.0.0.1:5000/"
 	@echo "  Emails:     var/mail/ (a local mail catcher on 127.0.0.1:1025)"
 	@echo
-	HOST=$(HOST) PORT=$(PORT) .venv/bin/honcho start -f Procfile
+	HOST=$(HOST) WEB_PORT=$(PORT) .venv/bin/honcho start -f Procfile  # honcho sets PORT per process itself
 
 test: setup browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -130,14 +130,18 @@ def sweep_new(request, run_id):
             sweep = sweeps.sweep_create(
                 project=source.project, owner=request.user, base_config=source.config,
                 space=_space_from_post(request.POST), name=request.POST.get("name", ""),
-                stage1_trials=_number(request.POST, "stage1_trials", int) or 8,
-                stage1_epochs=_number(request.POST, "stage1_epochs", int) or 2,
-                stage2_trials=_number(request.POST, "stage2_trials", int) or 3)
+                **_stage_settings(request.POST))
         except ConfigError as exc:
             messages.error(request, str(exc))
             return render(request, "tracking/sweep_form.html", _sweep_form_context(source, request.POST), status=400)
         return redirect(sweep)
     return render(request, "tracking/sweep_form.html", _sweep_form_context(source, None))
+
+
+def _stage_settings(post) -> dict:
+    defaults = {"stage1_trials": 8, "stage1_epochs": 2, "stage2_trials": 3}
+    values = {k: _number(post, k, int) for k in defaults}
+    return {k: defaults[k] if v is None else v for k, v in values.items()}
 
 
 def _sweep_form_context(source, post):
@@ -169,7 +173,8 @@ def sweep_detail(request, sweep_id):
 def autopilot_start(request, run_id):
     run = access.run_or_404(request.user, run_id)
     try:
-        rounds = _number(request.POST, "max_rounds", int) or autopilot.DEFAULT_ROUNDS
+        rounds = _number(request.POST, "max_rounds", int)
+        rounds = autopilot.DEFAULT_ROUNDS if rounds is None else rounds
         pilot = autopilot.autopilot_start(run=run, owner=request.user, max_rounds=rounds)
     except (ConfigError, ServiceError) as exc:
         messages.error(request, str(exc))

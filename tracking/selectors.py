@@ -1,6 +1,8 @@
 """Read side: querysets and plain data for pages and the API (a constant number of queries)."""
 from __future__ import annotations
 
+import math
+
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
@@ -62,12 +64,24 @@ def run_history(project: Project, params) -> tuple[RunFilter, object, str]:
     return run_filter, run_filter.qs.order_by(*order), sort
 
 
+def json_safe(value):
+    """Non-finite floats (a diverged run's NaN or inf) as the strings "nan", "inf", "-inf", as in
+    DESIGN.md's run input: JSON has no NaN, and a browser's JSON.parse rejects it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def run_chart_data(run: Run) -> dict:
     """What the run page's charts and progress need, from the Run row and the MetricSeries table
     (never from MLflow: a series there is a downsampled copy of at most ~2,000 points)."""
     series_qs = MetricSeries.objects.filter(run=run).only("key", "points", "count", "last_step")
     series = {s.key: {"points": s.points, "count": s.count, "last_step": s.last_step} for s in series_qs}
-    return {
+    data = json_safe({
         "id": run.pk,
         "status": run.status,
         "status_reason": run.status_reason,
@@ -87,8 +101,9 @@ def run_chart_data(run: Run) -> dict:
         "device": run.device,
         "worker": run.worker,
         "diagnoses": (run.analysis or {}).get("diagnoses", []),
-        "series": series,
-    }
+    })
+    data["series"] = series  # tracking.series already stores non-finite values as strings
+    return data
 
 
 def runs_compare(runs: list[Run]) -> dict:

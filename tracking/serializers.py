@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from .models import Project, Run
+from .selectors import json_safe
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -24,6 +25,9 @@ class RunSerializer(serializers.ModelSerializer):
                   "progress", "eta_seconds", "latest_metrics", "best_val_loss", "best_val_accuracy",
                   "stop_requested", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
+
+    def to_representation(self, run):
+        return json_safe(super().to_representation(run))
 
     def get_url(self, run) -> str:
         request = self.context.get("request")

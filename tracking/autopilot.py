@@ -285,3 +285,24 @@ def lineage(pilot: Autopilot) -> dict:
     for r in rounds:
         nodes.get(r.parent_run_id, nodes[start.pk])["children"].append(nodes[r.run_id])
     return nodes[start.pk]
+
+
+def advance_pending(stale_after=None) -> int:
+    """Advance every autopilot whose awaited run has ended and been analysed (for a periodic task:
+    idempotent). A run that ended more than `stale_after` ago without an analysis counts as
+    analysed with what it has. Returns how many autopilots moved."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+
+    stale = timezone.now() - (stale_after or timedelta(minutes=10))
+    ready = Q(analysed_at__isnull=False) | Q(finished_at__lt=stale)
+    moved = 0
+    waiting = Autopilot.objects.filter(state=Autopilot.State.RUNNING)
+    for pilot in waiting.filter(current_run__isnull=False):
+        if Run.objects.filter(Q(pk=pilot.current_run_id, status__in=Run.FINAL) & ready).exists():
+            moved += on_run_analysed(pilot.current_run_id) is not None
+    for pilot in waiting.filter(current_run__isnull=True, rounds__isnull=True):
+        if Run.objects.filter(Q(pk=pilot.start_run_id, status__in=Run.FINAL) & ready).exists():
+            moved += on_run_analysed(pilot.start_run_id) is not None
+    return moved

@@ -28,3 +28,10 @@ app.conf.beat_schedule.update({
     "runs-recover-stalled": {"task": "workers.tasks.recover_stalled_runs", "schedule": 30.0,
                              "options": {"queue": "default", "expires": 25}},
 })
+
+# Tuning (tracking/tuning_tasks.py): advance sweeps and autopilots whose run-end hook was missed.
+app.autodiscover_tasks(["tracking"], related_name="tuning_tasks")
+app.conf.beat_schedule.update({
+    "tuning-advance": {"task": "tracking.tuning_tasks.advance_tuning", "schedule": 30.0,
+                       "options": {"queue": "default", "expires": 25}},
+})

@@ -132,3 +132,18 @@ def test_offline_loop_with_the_real_engine_improves_a_far_too_low_lr():
     assert all(r.improved for r in out.rounds)
     assert out.best_config["lr"] == pytest.approx(1e-2)
     assert out.best_val_loss < out.rounds[0].val_loss
+
+
+def test_the_periodic_task_advances_a_round_whose_hook_was_missed_and_only_once(team_users):
+    from tracking.tuning_tasks import advance_tuning
+
+    start = trained(team_users, 2.0)
+    recommend(start, ("a", {"lr": 0.1}), ("b", {"lr": 0.3}))
+    pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"])
+    round1 = pilot.current_run
+    assert advance_tuning() == {"trials": 0, "autopilots": 0}  # still training
+    Run.objects.filter(pk=round1.pk).update(status="succeeded", best_val_loss=2.5, analysed_at=timezone.now())
+    assert advance_tuning()["autopilots"] == 1
+    pilot.refresh_from_db()
+    assert pilot.rounds.count() == 2 and pilot.current_run.config["lr"] == 0.3
+    assert advance_tuning()["autopilots"] == 0 and pilot.rounds.count() == 2

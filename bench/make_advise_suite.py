@@ -53,6 +53,13 @@ CANDIDATES = [
     ("unstable", "digits_cnn_sgd_lr05", dict(dataset="digits", model="cnn", optimizer="sgd", lr=0.5, momentum=0.9, epochs=10, width=16)),
     ("unstable", "wine_mlp_adam_lr01", dict(dataset="wine", optimizer="adam", lr=0.1, epochs=40, batch_size=8, seed=2)),
     ("unstable", "classif_mlp_adam_lr003", dict(dataset="classification", optimizer="adam", lr=0.03, epochs=30, seed=5)),
+    ("unstable", "digits_mlp_sgd_lr03", dict(dataset="digits", optimizer="sgd", lr=0.3, momentum=0.9, epochs=20, seed=1)),
+    ("unstable", "digits_mlp_adam_lr002", dict(dataset="digits", optimizer="adam", lr=0.02, epochs=25, seed=2)),
+    ("unstable", "moons_mlp_adam_lr005", dict(dataset="moons", optimizer="adam", lr=0.05, batch_size=16, epochs=30)),
+    ("unstable", "spirals_mlp_sgd_lr03", dict(dataset="spirals", optimizer="sgd", lr=0.3, momentum=0.9, width=128, epochs=40)),
+    ("unstable", "classif_mlp_rmsprop_lr001", dict(dataset="classification", optimizer="rmsprop", lr=0.01, epochs=25)),
+    ("unstable", "cancer_mlp_sgd_b16", dict(dataset="breast_cancer", optimizer="sgd", lr=0.5, momentum=0.9, batch_size=16, epochs=30)),
+    ("unstable", "digits_cnn_adam_lr001", dict(dataset="digits", model="cnn", optimizer="adam", lr=0.01, epochs=10, width=16)),
     # overfitting: a big model, little data, long training, no regularisation
     ("overfitting", "digits_mlp_subset", dict(dataset="digits", optimizer="adam", lr=0.001, width=256, train_subset=300, epochs=80)),
     ("overfitting", "cancer_mlp_wide", dict(dataset="breast_cancer", optimizer="adam", lr=0.003, width=256, depth=3, epochs=120)),
@@ -62,6 +69,8 @@ CANDIDATES = [
     ("overfitting", "digits_cnn_subset", dict(dataset="digits", model="cnn", optimizer="adam", lr=0.002, width=32, train_subset=200, epochs=60)),
     ("overfitting", "classif_mlp_sgd", dict(dataset="classification", optimizer="sgd", lr=0.05, momentum=0.9, width=512, depth=2, train_subset=400, epochs=100, seed=1)),
     ("overfitting", "wine_mlp_subset", dict(dataset="wine", optimizer="adam", lr=0.003, width=256, depth=3, train_subset=40, epochs=150, seed=3)),
+    ("overfitting", "cancer_mlp_sgd_wide", dict(dataset="breast_cancer", optimizer="sgd", lr=0.05, momentum=0.9, width=512, depth=3, epochs=150, seed=2)),
+    ("overfitting", "digits_mlp_sgd_subset", dict(dataset="digits", optimizer="sgd", lr=0.05, momentum=0.9, width=512, train_subset=200, epochs=100)),
     # underfitting: regularisation far too strong
     ("underfitting", "spirals_mlp_wd", dict(dataset="spirals", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.05, epochs=30)),
     ("underfitting", "digits_mlp_wd", dict(dataset="digits", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.1, epochs=20)),
@@ -80,6 +89,8 @@ CANDIDATES = [
     ("not_converged", "digits_cnn_sgd_slow", dict(dataset="digits", model="cnn", optimizer="sgd", lr=0.003, epochs=5, width=16)),
     ("not_converged", "classif_mlp_sgd_slow", dict(dataset="classification", optimizer="sgd", lr=0.003, epochs=15, seed=2)),
     ("not_converged", "spirals_mlp_sgd_mom_short", dict(dataset="spirals", optimizer="sgd", lr=0.01, momentum=0.9, epochs=15, width=128)),
+    ("not_converged", "moons_mlp_sgd_slow", dict(dataset="moons", optimizer="sgd", lr=0.005, epochs=20, seed=3)),
+    ("not_converged", "spirals_mlp_adam_short", dict(dataset="spirals", optimizer="adam", lr=0.003, width=128, epochs=25)),
     # healthy: sensible settings, trained to convergence
     ("healthy", "digits_mlp_sgd_cosine", dict(dataset="digits", optimizer="sgd", lr=0.05, momentum=0.9, scheduler="cosine", weight_decay=0.0005, epochs=30)),
     ("healthy", "moons_mlp_adam", dict(dataset="moons", optimizer="adam", lr=0.003, epochs=60, weight_decay=0.0001)),
@@ -94,6 +105,16 @@ CANDIDATES = [
     ("healthy", "digits_cnn_adam", dict(dataset="digits", model="cnn", optimizer="adam", lr=0.002, weight_decay=0.0001, epochs=15, width=16)),
     ("healthy", "cancer_mlp_adam", dict(dataset="breast_cancer", optimizer="adam", lr=0.001, weight_decay=0.001, epochs=40, seed=2)),
     ("healthy", "wine_mlp_sgd_cosine", dict(dataset="wine", optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=0.001, scheduler="cosine", epochs=60)),
+    ("healthy", "moons_mlp_adam_wd", dict(dataset="moons", optimizer="adam", lr=0.003, weight_decay=0.001, epochs=60, seed=3)),
+    ("healthy", "cancer_mlp_adamw", dict(dataset="breast_cancer", optimizer="adamw", lr=0.001, weight_decay=0.05, epochs=30)),
+    ("healthy", "classif_mlp_adam", dict(dataset="classification", optimizer="adam", lr=0.001, weight_decay=0.001, dropout=0.2, epochs=30, seed=1)),
+    # healthy with early stopping (patience 5), as a careful user would run them
+    ("healthy", "moons_mlp_adam_es", dict(dataset="moons", optimizer="adam", lr=0.003, epochs=60, early_stopping_patience=5)),
+    ("healthy", "cancer_mlp_adamw_es", dict(dataset="breast_cancer", optimizer="adamw", lr=0.001, weight_decay=0.05, epochs=40, early_stopping_patience=5)),
+    ("healthy", "digits_cnn_adam_es", dict(dataset="digits", model="cnn", optimizer="adam", lr=0.002, weight_decay=0.0001, epochs=20, width=16, early_stopping_patience=3)),
+    ("healthy", "moons_mlp_sgd_cosine_es", dict(dataset="moons", optimizer="sgd", lr=0.1, momentum=0.9, scheduler="cosine", epochs=60, seed=2, early_stopping_patience=5)),
+    ("healthy", "digits_mlp_adam_es", dict(dataset="digits", optimizer="adam", lr=0.001, weight_decay=0.001, dropout=0.2, epochs=40, early_stopping_patience=5)),
+    ("healthy", "spirals_mlp_sgd_es", dict(dataset="spirals", optimizer="sgd", lr=0.1, momentum=0.9, width=128, weight_decay=0.0005, epochs=80, early_stopping_patience=8)),
     ("healthy", "moons_mlp_sgd_cosine", dict(dataset="moons", optimizer="sgd", lr=0.1, momentum=0.9, scheduler="cosine", epochs=60, seed=2)),
 ]
 
@@ -176,6 +197,33 @@ def run_input(cfg: dict, res) -> dict:
     return {"config": cfg, "metrics": metrics, "steps_per_epoch": res.steps_per_epoch, "status": status}
 
 
+def shape_check(label: str, run: dict):
+    """Plain sanity checks, independent of the rules engine, that the run shows what its label says
+    (a candidate that blew up is not 'unstable'; a healthy run does not end far above its best)."""
+    def finite(name):
+        return [v for _, v in run["metrics"].get(name, []) if isinstance(v, (int, float)) and math.isfinite(v)]
+    train, val = finite("train_loss"), finite("val_loss")
+    init = train[0] if train else None
+    failed = run["status"] == "failed"
+    if not val or not init:
+        return label == "diverging", "no val_loss"
+    best, last = min(val), val[-1]
+    best_at = val.index(best) + 1
+    if label == "diverging":
+        return True, ""
+    if failed or max(train) > 5 * init:
+        return False, "blew up"
+    if best < 0.02 * init:
+        return False, "val_loss near zero (relative changes are noise)"
+    if label in ("unstable", "overfitting", "healthy") and best > 0.6 * init:
+        return False, "never learned"
+    if label == "healthy" and last > 1.15 * best:  # small val sets wobble by ~10%
+        return False, "val_loss ends >15% above its best"
+    if label == "not_converged" and best_at < 0.9 * len(val):
+        return False, "best val_loss not in the last 10% of epochs"
+    return True, ""
+
+
 def improvement(parent: float, child: float) -> float:
     return (parent - child) / abs(parent) if parent else 0.0
 
@@ -202,6 +250,9 @@ def main(argv=None):
             ok = all(gain < HEALTHY_SLACK for _, gain in checks)
         else:
             ok = any(gain >= IMPROVED for _, gain in checks)
+        shape_ok, why = shape_check(label, base["run_input"])
+        if not shape_ok:
+            ok, checks = False, checks + [(why, 0.0)]
         desc = ", ".join(f"{n}: {g:+.1%}" for n, g in checks)
         print(f"{'KEEP' if ok else 'DROP'} {label:13s} {name:28s} best val_loss {base['best_val_loss']:.4g} "
               f"({base['status']}); {desc}", flush=True)

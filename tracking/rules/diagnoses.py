@@ -60,7 +60,48 @@ def regularisation(config: dict) -> float:
                ramp(config_number(config, "label_smoothing", 0.0), 0.1, 0.3))
 
 
+def lr_is_high(config: dict) -> float:
+    """0..1: how far the LR is above the usual stable range of its optimizer (prior knowledge:
+    SGD's effective step lr/(1-momentum) rarely trains above ~1, Adam-like ones above ~0.01)."""
+    opt = str(config.get("optimizer", "sgd")).lower()
+    lr = config_number(config, "lr", 0.0)
+    if lr <= 0:
+        return 0.0
+    if opt == "sgd":
+        eff = lr / max(1e-3, 1.0 - min(0.999, config_number(config, "momentum", 0.0)))
+        return ramp(math.log10(eff), math.log10(0.5), math.log10(3.0))
+    if opt == "adagrad":
+        return ramp(math.log10(lr), -1.0, -0.3)
+    return ramp(math.log10(lr), -2.0, -1.3)
+
+
+def _collapsed(f: Features):
+    """The loss never left the untrained level, with a learning rate known to be too large:
+    training collapsed (dead units, saturated outputs) rather than diverging visibly."""
+    m = f.main()
+    init = f.curves.initial_loss
+    if m is None or not np.isfinite(init) or init <= 0 or len(m.raw) < 2:
+        return None
+    best = m.raw_min / init
+    stuck = ramp(best, 0.5, 0.75)
+    high = lr_is_high(f.config)
+    sev = stuck * high
+    if sev <= 0:
+        return None
+    return Diagnosis("diverging", sev, f"the loss never fell below {pct(best)} of its untrained value ({num(init)}):"
+                     f" training collapsed at a learning rate that is high for {f.config.get('optimizer', 'this optimizer')}",
+                     [f.epoch(0), f.epoch(len(m.raw) - 1)], {"nonfinite": False, "early": True, "ratio": 3.0})
+
+
 def _diverging(f: Features):
+    visible = _diverging_curve(f)
+    collapsed = _collapsed(f)
+    if collapsed is not None and (visible is None or collapsed.severity > visible.severity):
+        return collapsed
+    return visible
+
+
+def _diverging_curve(f: Features):
     c = f.curves
     if c.nonfinite_step is not None:
         where = f"epoch {c.nonfinite_epoch}" if c.nonfinite_epoch else f"step {int(c.nonfinite_step)}"
@@ -73,7 +114,7 @@ def _diverging(f: Features):
                          {"nonfinite": True, "early": (c.nonfinite_epoch or 1) <= 1, "ratio": math.inf})
     best = None
     for name, sh in (("train_loss", f.train), ("val_loss", f.val)):
-        if sh is None or len(sh.raw) < 3:
+        if sh is None or len(sh.raw) < 2:
             continue
         ratio = (sh.last + f.floor) / (sh.min + f.floor)
         above_start = (sh.last - f.curves.initial_loss) / (abs(f.curves.initial_loss) + f.floor)
@@ -85,8 +126,13 @@ def _diverging(f: Features):
             best = (sev, name, sh, ratio)
     blow = f.step_blowup or 0.0
     if blow >= 3 and (best is None or best[0] < 0.6):
-        return Diagnosis("diverging", ramp(blow, 3, 10) * 0.9,
-                         f"train_loss blew up to {num(blow)}x its initial value", [f.epoch(0), f.epoch(f.n - 1)],
+        m = f.main()
+        level = (m.last / (abs(c.initial_loss) + f.floor)) if m is not None else 1.0
+        # blew up and never recovered (stuck near the untrained loss): diverged; recovered: an early spike
+        sev = ramp(blow, 3, 10) * (0.5 + 0.5 * ramp(level, 0.4, 0.8))
+        return Diagnosis("diverging", sev,
+                         f"train_loss blew up to {num(blow)}x its initial value ({num(c.initial_loss)}) and ended at"
+                         f" {pct(level)} of it", [f.epoch(0), f.epoch(f.n - 1)],
                          {"nonfinite": False, "early": True, "ratio": blow})
     if best is None or best[0] <= 0:
         return None
@@ -101,7 +147,8 @@ def _diverging(f: Features):
 def _unstable(f: Features):
     cands = []
     if f.val is not None and len(f.val.raw) >= 5:
-        cands.append((max(ramp(f.val.jitter, 0.06, 0.2), ramp(f.val.big_ups, 0.1, 0.3)), "val_loss", f.val))
+        # a val curve on a small val set is noisier than an epoch mean of train losses
+        cands.append((max(ramp(f.val.jitter, 0.08, 0.25), ramp(f.val.big_ups, 0.15, 0.4)), "val_loss", f.val))
     if f.train is not None and len(f.train.raw) >= 5:
         cands.append((max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25)), "train_loss", f.train))
     spikes = f.grad_spikes or 0.0
@@ -123,7 +170,7 @@ def _overfitting(f: Features):
     rise = v.rise_from_min
     after = len(v.raw) - 1 - v.argmin
     if after < 2 or rise <= 0.03:
-        return None
+        return _memorising(f)
     t_fall = None
     if f.train is not None:
         t_at = f.train.smooth[v.argmin]
@@ -131,11 +178,37 @@ def _overfitting(f: Features):
         if t_fall < -0.1:
             return None  # train rising too: not overfitting
     sev = ramp(rise, 0.05, 0.25) * (0.5 + 0.5 * ramp(t_fall, 0.0, 0.3) if t_fall is not None else 0.85)
+    if f.train is not None and len(f.train.raw) >= 5:  # a jumpy train curve: the rise may be instability
+        sev *= 1.0 - 0.5 * max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25))
     e0, e1 = f.epoch(v.argmin), f.epoch(len(v.raw) - 1)
     train_part = f" while train_loss fell {pct(t_fall)}" if t_fall is not None else ""
     return Diagnosis("overfitting", sev, f"val_loss rose {pct(rise)} from its minimum {num(v.min)} at epoch {e0}"
                      f"{train_part} (by epoch {e1})", [e0, e1],
                      {"rise": rise, "best_epoch": e0, "after_share": after / len(v.raw), "t_fall": t_fall})
+
+
+def _memorising(f: Features):
+    """Overfitting without a rising val_loss: val stopped improving while train_loss kept falling
+    by a large factor (the train/val gap keeps widening)."""
+    v, t = f.val, f.train
+    if t is None or len(v.raw) < 6:
+        return None
+    near_best = np.nonzero(v.smooth <= v.min + 0.05 * (abs(v.min) + f.floor))[0]
+    start = min(int(near_best[0]), len(v.raw) - 3)
+    stalled_share = 1.0 - start / len(v.raw)
+    t_ratio = (t.smooth[start] + 1e-3 * f.floor) / (t.last + 1e-3 * f.floor)
+    v_gain = (v.smooth[start] - v.last) / (abs(v.smooth[start]) + f.floor)
+    tiny = 0.05 * f.floor  # 0.1% of the initial loss
+    gap = (v.last + tiny) / (t.last + tiny)
+    if t_ratio < 1.5 or v_gain > 0.05 or gap < 2:
+        return None
+    sev = 0.8 * ramp(math.log2(t_ratio), 0.6, 2.0) * ramp(stalled_share, 0.15, 0.4) * ramp(math.log10(gap), 0.3, 1.0)
+    if sev <= 0:
+        return None
+    e0, e1 = f.epoch(start), f.epoch(len(v.raw) - 1)
+    return Diagnosis("overfitting", sev, f"val_loss stopped improving at epoch {e0} ({num(v.smooth[start])}) while"
+                     f" train_loss fell {num(t_ratio)}x more; val_loss is now {num(gap)}x train_loss", [e0, e1],
+                     {"rise": 0.0, "best_epoch": e0, "after_share": stalled_share, "t_fall": 1 - 1 / t_ratio})
 
 
 def _not_converged(f: Features):
@@ -151,7 +224,11 @@ def _not_converged(f: Features):
     else:
         at_end = m.argmin >= n - 1 - max(1, n // 10)
         share = m.late_share
-        sev = ramp(share, 0.04, 0.2) if at_end else 0.0
+        q = max(0, n - 1 - max(2, n // 4))
+        late_drop = (m.smooth[q] - m.last) / (abs(m.last) + f.floor)  # still falling, relative to its level
+        rate = late_drop / (n - 1 - q)  # per epoch
+        # still making a real share of its progress at the end, or falling fast relative to its level
+        sev = max(ramp(share, 0.03, 0.12), min(ramp(rate * n, 0.15, 0.4), ramp(share, 0.01, 0.04))) if at_end else 0.0
     if sev <= 0:
         return None
     in_progress = f.status == "running" and (f.planned_epochs is None or n < f.planned_epochs)
@@ -181,8 +258,11 @@ def _underfitting(f: Features):
         gap_note = f"; val_loss {num(f.val.last)} vs train_loss {num(f.train.last)}"
         if val_below < -0.15:  # a wide generalisation gap is not underfitting
             flat *= ramp(val_below, -0.4, -0.15)
-    evidence = max(reg, ramp(val_below, 0.0, 0.15))
-    sev = ramp(level, 0.2, 0.55) * flat * (0.4 + 0.6 * evidence)
+    # the loss barely left the untrained level: the model learned next to nothing
+    strong = max(reg, ramp(val_below, 0.0, 0.15))
+    evidence = max(strong, ramp(level, 0.7, 0.9))
+    # with strong regularisation in the config, a loss held at a quarter of its untrained value is high
+    sev = flat * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.04, 0.16))
     if sev <= 0:
         return None
     name = "train_loss" if f.train is not None else "val_loss"
@@ -222,8 +302,13 @@ PRIORITY = {"diverging": 5, "unstable": 4, "overfitting": 3, "underfitting": 2, 
 
 def diagnose(f: Features) -> list[Diagnosis]:
     found = [d for d in (detect(f) for detect in DETECTORS) if d is not None and d.severity > 0.05]
-    if any(d.id == "diverging" and d.severity >= FINDING for d in found):
-        found = [d for d in found if d.id != "unstable" or d.severity > 0.9]
+    div = next((d for d in found if d.id == "diverging"), None)
+    if div is not None and div.severity >= FINDING:
+        # a run that blew up or collapsed: its oscillation or slow progress is a symptom, not the cause
+        for d in found:
+            if d.id in ("unstable", "not_converged", "plateau", "underfitting"):
+                d.severity = min(d.severity, div.severity - 0.15)
+        found = [d for d in found if d.severity > 0.05]
     found.sort(key=lambda d: (-round(d.severity, 1), -PRIORITY[d.id]))
     findings = [d for d in found if d.severity >= FINDING]
     if findings:

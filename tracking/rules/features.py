@@ -182,7 +182,7 @@ def build_curves(run: RunInput) -> Curves:
     if steps is not None:
         finite = steps.values[np.isfinite(steps.values)]
         if finite.size:
-            initial = float(finite[: max(1, min(5, finite.size // 20 + 1))].mean())
+            initial = float(finite[0])  # the loss of the untrained model (before any update)
     if not np.isfinite(initial):
         for curve in (train, vals):
             if curve is not None and np.isfinite(curve).any():
@@ -244,7 +244,7 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     late_share = float((s[q] - s[-1]) / (descent + floor)) if n >= 3 else float((s[0] - s[-1]) / (abs(s[0]) + floor))
     argmin = int(np.argmin(s))
     smin = float(s[argmin])
-    denom = np.abs(s) + floor
+    denom = np.abs(s) + 2.5 * floor  # near zero loss, relative swings mean nothing
     start = n // 5
     resid = ((x - s) / denom)[start:][finite[start:]]
     jitter = float(np.sqrt(np.mean(resid ** 2))) if resid.size else 0.0
@@ -286,9 +286,13 @@ class Features:
 
 
 def _step_facts(steps: Series | None, initial: float, floor: float):
-    if steps is None or len(steps) < 8:
+    if steps is None or not len(steps):
         return None, None
     v = steps.values
+    if len(v) < 8:
+        finite = v[np.isfinite(v)]
+        blow = float(finite.max() / (abs(initial) + floor)) if finite.size and np.isfinite(initial) else None
+        return None, blow
     nb = int(min(200, len(v) // 4))
     k = len(v) // nb
     block = v[: nb * k].reshape(nb, k)

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .diagnoses import Diagnosis, config_number, regularisation
+from .diagnoses import Diagnosis, config_number, lr_is_high
 from .features import Features
 
 try:  # the one source of the project defaults (pure pydantic, no Django)
@@ -88,10 +88,21 @@ def _lr_times(factor: float):
     return change
 
 
+def usual_lr(config: dict) -> float:
+    """The middle of the usual stable range of the optimizer (SGD: an effective step of 0.1)."""
+    opt = config["optimizer"]
+    if opt == "sgd":
+        return 0.1 * (1.0 - config["momentum"])
+    return 0.01 if opt == "adagrad" else 0.001
+
+
 def _lr_down_divergence(ctx):
     facts = ctx.diagnosis.facts
     factor = 0.1 if facts.get("nonfinite") or facts.get("ratio", 1) >= 3 else 0.3
-    return {"lr": _round(ctx.config["lr"] * factor)}
+    new = ctx.config["lr"] * factor
+    if lr_is_high(ctx.config) >= 0.5:  # far above the usual range: x0.1 may still be too much
+        new = min(new, usual_lr(ctx.config))
+    return {"lr": _round(new)}
 
 
 def _warmup(ctx):

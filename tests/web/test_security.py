@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.apps import apps
+from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
@@ -31,8 +32,9 @@ def with_ids(route, ids):
         name = match.group(2)
         for word, key in (("membership", "membership"), ("member", "membership"), ("team", "team"),
                           ("project", "project"), ("rec", "recommendation"), ("tag", "tag"), ("run", "run"),
-                          ("token", "invite"), ("outbox", "outbox"), ("email", "outbox")):
-            if word in name:
+                          ("token", "invite"), ("outbox", "outbox"), ("email", "outbox"), ("sweep", "sweep"),
+                          ("pilot", "autopilot")):
+            if word in name and key in ids:
                 return str(ids[key])
         return str(ids["run"] if route.startswith("api/runs") else ids["fallback"])
     return "/" + PARAM.sub(value, route)
@@ -49,9 +51,27 @@ def victim(team_users):
     invite = Invite.objects.create(team=team_users["team"], created_by=team_users["admin"])
     outbox = OutboxEmail.objects.create(key=f"run:{run.pk}:test", kind="run_ended", recipient=team_users["admin"],
                                         team=team_users["team"], run=run)
-    return {"outbox": outbox.pk, "run": run.pk, "project": team_users["project"].pk, "team": team_users["team"].pk,
+    others = other_team_objects(team_users, run)
+    return {**others, "outbox": outbox.pk, "run": run.pk, "project": team_users["project"].pk, "team": team_users["team"].pk,
             "membership": membership.pk, "recommendation": rec.pk, "tag": tag.pk, "invite": invite.token,
             "fallback": run.pk}
+
+
+def other_team_objects(team_users, run):
+    """Objects of the other helpers' models (sweeps, autopilots), when their fields are as expected."""
+    made = {}
+    factories = {
+        "sweep": ("Sweep", dict(project=team_users["project"], owner=team_users["admin"], name="s",
+                                base_config=run.config, space={"lr": {"low": 0.001, "high": 0.1, "log": True}})),
+        "autopilot": ("Autopilot", dict(project=team_users["project"], owner=team_users["admin"], start_run=run)),
+    }
+    for key, (model_name, fields) in factories.items():
+        try:
+            with transaction.atomic():
+                made[key] = apps.get_model("tracking", model_name).objects.create(**fields).pk
+        except (LookupError, TypeError, IntegrityError) as exc:
+            print(f"no victim {model_name} for the URL walk ({exc}); its URLs get an unrelated id")
+    return made
 
 
 def fingerprint():

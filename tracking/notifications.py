@@ -39,12 +39,9 @@ def digest_key(day: dt.date, user_id: int) -> str:
     return f"digest:{day.isoformat()}:user:{user_id}:{DIGEST}"
 
 
-def notification_mode(*, user, project, run_owner_id=None) -> str:
-    """The user's mode for this project, or the default (owner: every run, others: nothing)."""
-    setting = NotificationSetting.objects.filter(user=user, project=project).first()
-    if setting:
-        return setting.mode
-    return OWNER_DEFAULT if user.pk == run_owner_id else MEMBER_DEFAULT
+def effective_mode(modes: dict, user_id: int, owner_id: int) -> str:
+    """The user's mode from {user_id: mode}, or the default (owner: every run, others: nothing)."""
+    return modes.get(user_id, OWNER_DEFAULT if user_id == owner_id else MEMBER_DEFAULT)
 
 
 def run_has_recommendation(run: Run) -> bool:
@@ -63,20 +60,12 @@ def run_recipients(run: Run) -> list:
     if run.status == Run.Status.STOPPED and not owner_wants_stopped(run):
         return []
     modes = dict(NotificationSetting.objects.filter(project_id=run.project_id).values_list("user_id", "mode"))
-    has_recommendation = None
-    recipients = []
+    wanted = {NotificationSetting.EVERY_RUN}
+    if run_has_recommendation(run):
+        wanted.add(NotificationSetting.WITH_RECOMMENDATION)
     members = get_user_model().objects.filter(
         memberships__team_id=run.project.team_id, is_active=True).exclude(email="").order_by("pk")
-    for user in members:
-        mode = modes.get(user.pk, OWNER_DEFAULT if user.pk == run.owner_id else MEMBER_DEFAULT)
-        if mode == NotificationSetting.WITH_RECOMMENDATION:
-            if has_recommendation is None:
-                has_recommendation = run_has_recommendation(run)
-            if has_recommendation:
-                recipients.append(user)
-        elif mode == NotificationSetting.EVERY_RUN:
-            recipients.append(user)
-    return recipients
+    return [user for user in members if effective_mode(modes, user.pk, run.owner_id) in wanted]
 
 
 def outbox_create(*, key: str, kind: str, recipient, team_id: int, run_id=None, digest_date=None):

@@ -123,3 +123,33 @@ def test_a_bad_space_names_the_field_and_writes_nothing(team_users, space, field
         sweeps.sweep_create(project=team_users["project"], owner=team_users["admin"], base_config=BASE, space=space)
     assert exc.value.field == field
     assert not Sweep.objects.exists() and not Run.objects.exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_both_stages_on_a_real_worker(celery_worker_process, team_users):
+    """Real Celery worker, real training, real Optuna storage; the run-end hook is the periodic task."""
+    import time
+
+    from tracking.tuning_tasks import advance_tuning
+
+    base = {"dataset": "wine", "optimizer": "sgd", "momentum": 0.9, "epochs": 4, "width": 16}
+    sweep = sweeps.sweep_create(project=team_users["project"], owner=team_users["admin"], base_config=base,
+                                space={"lr": {"low": 1e-3, "high": 0.3, "log": True}},
+                                stage1_trials=3, stage1_epochs=1, stage2_trials=2, seed=5)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        advance_tuning()
+        sweep.refresh_from_db()
+        if sweep.state != Sweep.State.RUNNING:
+            break
+        time.sleep(0.3)
+    assert sweep.state == Sweep.State.DONE, (sweep.stop_reason, celery_worker_process.log()[-2000:])
+    trials = list(sweep.trials.select_related("run"))
+    assert [t.stage for t in trials] == [1, 1, 1, 2, 2]
+    assert all(t.state == Trial.State.COMPLETE and t.run.status == "succeeded" for t in trials)
+    assert all(t.run.config["epochs"] == (1 if t.stage == 1 else 4) for t in trials)
+    assert all(t.value == pytest.approx(t.run.best_val_loss) for t in trials)
+    best = min(trials, key=lambda t: t.value)
+    assert sweep.best_run_id == best.run_id
+    study = optuna.load_study(study_name=sweep.study_name(2), storage=sweeps.storage_url())
+    assert study.best_value == pytest.approx(min(t.value for t in trials if t.stage == 2))

@@ -128,8 +128,13 @@ def recommendations_of(run: Run, limit: int = MAX_RECOMMENDATIONS) -> list[dict]
     return items
 
 
+def epochs_text(epochs) -> str:
+    """[9, 30] -> "9-30"; [12] -> "12"."""
+    return "-".join(str(e) for e in (epochs or []))
+
+
 def diagnoses_of(run: Run) -> list[dict]:
-    return [dict(d, words=diagnosis_words(d.get("id", "?")))
+    return [dict(d, words=diagnosis_words(d.get("id", "?")), epochs_text=epochs_text(d.get("epochs")))
             for d in sorted((run.analysis or {}).get("diagnoses") or [],
                             key=lambda d: -(d.get("severity") or 0))]
 

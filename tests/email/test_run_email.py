@@ -35,6 +35,7 @@ def test_the_owner_gets_the_email_with_subject_both_parts_and_the_png(
     assert f'src="cid:{cid}"' in html
     for body in (text, html):
         assert "val_loss rose 35% from its minimum at epoch 9" in body
+        assert "(severity 0.80, epochs 9-30)" in body or "(severity 0.80), epochs 9-30:" in body
         assert "raise weight_decay to 5e-4" in body
         assert "turn on dropout" not in body
         assert "set dropout to 0.3" in body or "raise dropout to 0.3" in body

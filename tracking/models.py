@@ -206,6 +206,12 @@ class Recommendation(models.Model):
         ordering = ["rank"]
         constraints = [models.UniqueConstraint(fields=["run", "rule"], name="one_recommendation_per_rule")]
 
+    def team_record(self):
+        """(helped, tried): how often this rule's applied recommendations helped in this run's team."""
+        outcomes = Recommendation.objects.filter(
+            run__project__team_id=self.run.project.team_id, rule=self.rule, helped__isnull=False)
+        return outcomes.filter(helped=True).count(), outcomes.count()
+
 
 class NotificationSetting(models.Model):
     EVERY_RUN, WITH_RECOMMENDATION, DAILY_DIGEST, NOTHING = "all", "recommended", "digest", "none"

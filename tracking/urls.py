@@ -56,3 +56,13 @@ urlpatterns += [
     path("autopilots/<int:pilot_id>/stop/", views_tuning.autopilot_stop, name="autopilot-stop"),
     path("projects/<int:project_id>/tuning/", views_tuning.tuning_index, name="tuning"),
 ]
+
+# Recommendations of the rules engine: apply (confirm page, then a follow-up run) and dismiss
+from . import views_recommendations  # noqa: E402
+
+urlpatterns += [
+    path("recommendations/<int:rec_id>/apply/", views_recommendations.recommendation_apply,
+         name="recommendation_apply"),
+    path("recommendations/<int:rec_id>/dismiss/", views_recommendations.recommendation_dismiss,
+         name="recommendation_dismiss"),
+]

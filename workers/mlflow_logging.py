@@ -13,6 +13,7 @@ Nothing here imports Django: the worker's service passes the tracking URI and pa
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -45,7 +46,22 @@ TERMINAL_STATUS = {"succeeded": "FINISHED", "stopped": "KILLED", "diverged": "FA
 def make_client(tracking_uri):
     from mlflow import MlflowClient
 
+    _sqlite_wal(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+@functools.lru_cache(maxsize=None)
+def _sqlite_wal(tracking_uri):
+    """A SQLite store is written by the worker, its writer process and read by the web app:
+    WAL mode lets readers and the writer go on together (a setting kept in the file)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    import sqlite3
+
+    path = tracking_uri[len("sqlite:///"):]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path, timeout=20) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def call(what, fn):
@@ -268,6 +284,7 @@ class MlflowLogger(Callback):
         self.logged_through = {}  # metric -> last step already in MLflow (resume only)
         self.tmp = Path(tempfile.mkdtemp(prefix="runwise-ckpt-"))
         self._last_flush = time.monotonic()
+        self._flushed_a_step = False
         self._checkpoints = itertools.count()
 
     # -- hooks
@@ -292,7 +309,9 @@ class MlflowLogger(Callback):
                 self._add(key, value, step, ts)
         else:
             self.buffer.extend((key, value, ts, step) for key, value in metrics.items())
-        if len(self.buffer) >= self.flush_points or time.monotonic() - self._last_flush >= self.flush_seconds:
+        if (len(self.buffer) >= self.flush_points or time.monotonic() - self._last_flush >= self.flush_seconds
+                or not self._flushed_a_step):
+            self._flushed_a_step = True  # the first step goes out at once: the run page shows it
             self.flush()
 
     def on_epoch_end(self, training):

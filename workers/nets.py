@@ -29,6 +29,12 @@ def init_weights(module: nn.Module, activation: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def init_head(linear: nn.Linear) -> None:
+    """The output layer: Xavier (gain 1), so the first logits are small and the loss starts near log(classes)."""
+    nn.init.xavier_uniform_(linear.weight)
+    nn.init.zeros_(linear.bias)
+
+
 class MLP(nn.Sequential):
     def __init__(self, n_features, n_classes, width=64, depth=2, activation="relu",
                  batch_norm=False, dropout=0.0):
@@ -44,11 +50,12 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(size, n_classes))
         super().__init__(*layers)
         init_weights(self, activation)
+        init_head(layers[-1])
 
 
 class SmallCNN(nn.Module):
     """`depth` 3x3 conv blocks of `width` channels, a 2x2 max-pool after each of the first two,
-    global average pooling and a linear head."""
+    and a linear head on the flattened feature maps."""
 
     def __init__(self, image_shape, n_classes, width=32, depth=2, activation="relu",
                  batch_norm=False, dropout=0.0):
@@ -68,12 +75,13 @@ class SmallCNN(nn.Module):
                 h //= 2
             channels = width
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Linear(width, n_classes)
+        self.head = nn.Linear(width * h * h, n_classes)
         init_weights(self, activation)
+        init_head(self.head)
 
     def forward(self, x):
         x = x.view(x.shape[0], *self.image_shape)
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        return self.head(self.features(x).flatten(1))
 
 
 def build_model(config, n_features, n_classes, image_shape=None) -> nn.Module:

@@ -133,7 +133,7 @@ def send_analysis(run_id, final):
 
     try:
         app.send_task("tracking.tasks.analyse_run", args=[run_id], kwargs={"final": final}, queue="default",
-                      retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2, "timeout": 2})
+                      retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
     except (OperationalError, ConnectionError, OSError) as exc:
         log.warning("run %s: analysis not enqueued (broker unreachable: %s)", run_id, exc)
         return False

@@ -4,7 +4,13 @@ train_run is acknowledged late and rejected (re-queued) if its worker process di
 training is never silently lost; running it twice is harmless (the run is claimed with a
 conditional UPDATE) and a re-delivered run resumes from its last checkpoint.
 """
+import logging
+import os
+
 from celery import shared_task
+from celery.signals import worker_init, worker_process_init
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="workers.tasks.train_run", bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -25,7 +31,7 @@ def train_run(self, run_id):
 def enqueue_waiting_runs():
     from workers.recovery import enqueue_waiting_runs as resend
 
-    return resend()
+    resend()
 
 
 @shared_task(name="workers.tasks.recover_stalled_runs", ignore_result=True)
@@ -33,3 +39,39 @@ def recover_stalled_runs():
     from workers.recovery import recover_stalled_runs as recover
 
     recover()
+
+
+def warm_up():
+    """Import torch and MLflow, open the MLflow store and start the writer process before the
+    first task, so that a run starts training within moments of being queued."""
+    import torch
+    from django.conf import settings
+
+    from workers.mlflow_logging import make_client, shared_writer
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and threads.isdigit():
+        torch.set_num_threads(int(threads))
+    make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
+    shared_writer(settings.MLFLOW_TRACKING_URI)
+    log.info("training worker warmed up (torch %s, %d thread(s))", torch.__version__, torch.get_num_threads())
+
+
+@worker_init.connect
+def _warm_up_in_process(sender=None, **kwargs):
+    # Only where tasks run in this process: torch initialised before a prefork pool forks
+    # deadlocks its children (those warm up in worker_process_init instead).
+    if "solo" in str(getattr(sender, "pool_cls", "")).lower():
+        _safely(warm_up)
+
+
+@worker_process_init.connect
+def _warm_up_child(**kwargs):
+    _safely(warm_up)
+
+
+def _safely(fn):
+    try:
+        fn()
+    except Exception:  # a cold start is slower, not broken: the task itself reports real errors
+        log.exception("training worker warm-up failed")

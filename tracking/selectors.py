@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
-from .config import FIXED_KEYS, OPTIMIZERS
+from .config import DEFAULTS, FIXED_KEYS, OPTIMIZERS
 from .models import MetricSeries, Project, Run, Tag
 
 CHART_KEYS = ("train_loss", "lr", "grad_norm", "train_loss_epoch", "val_loss", "train_accuracy", "val_accuracy")
@@ -104,6 +104,21 @@ def run_chart_data(run: Run) -> dict:
     })
     data["series"] = series  # tracking.series already stores non-finite values as strings
     return data
+
+
+def config_groups(config: dict) -> list[tuple[str, list[tuple[str, object, bool]]]]:
+    """A run's config in the run form's groups: [(group, [(key, value, changed from default)])]."""
+    from .forms import GROUPS
+
+    seen, groups = set(), []
+    for title, names in GROUPS.items():
+        names = ["csv_path" if k == "csv_file" else k for k in names]
+        rows = [(k, config[k], config[k] != DEFAULTS.get(k)) for k in names if k in config]
+        seen.update(names)
+        if rows:
+            groups.append((title, rows))
+    rest = [(k, v, v != DEFAULTS.get(k)) for k, v in sorted(config.items()) if k not in seen]
+    return groups + ([("Other", rest)] if rest else [])
 
 
 def runs_compare(runs: list[Run]) -> dict:

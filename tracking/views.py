@@ -158,7 +158,7 @@ def run_detail(request, run_id):
         "run": run, "project": run.project, "mlflow_url": mlflow_url,
         "children": run.children.select_related("owner").order_by("created_at"),
         "note_form": RunNoteForm(initial={"note": run.note, "tags": ", ".join(t.name for t in run.tags.all())}),
-        "config_rows": sorted(run.config.items()), "chart_data": selectors.run_chart_data(run),
+        "config_groups": selectors.config_groups(run.config), "chart_data": selectors.run_chart_data(run),
     })
 
 

@@ -97,3 +97,12 @@ def test_compare_needs_two_runs_of_the_project(member_client, team_users):
     foreign = make_run(team_users["other_project"], team_users["outsider"], with_series=False)
     assert member_client.get(f"/projects/{p.pk}/compare/", {"runs": [a.pk]}).status_code == 302
     assert member_client.get(f"/projects/{p.pk}/compare/", {"runs": [a.pk, foreign.pk]}).status_code == 404
+
+
+def test_the_config_is_shown_in_groups_with_changes_from_defaults_marked(member_client, team_users):
+    run = make_run(team_users["project"], team_users["admin"], with_series=False, optimizer="adam", lr=0.003)
+    body = member_client.get(f"/runs/{run.pk}/").content.decode()
+    assert body.index('<th colspan="2">Model</th>') < body.index('<th colspan="2">Optimizer</th>')
+    assert '<tr class="changed"><th>optimizer</th><td>adam</td>' in body
+    assert '<tr class="default"><th>momentum</th>' in body
+    assert '<tr class="default"><th>csv_path</th>' in body

@@ -49,6 +49,9 @@ class Context:
         return self.optimizer == "sgd" and self.config["momentum"] == 0
 
 
+FINE_TUNING_KEYS = ("init_from_run", "freeze_layers", "lr_layer_factor")
+
+
 def read_config(raw: dict) -> dict:
     """The fixed DESIGN keys of a run's config, coerced to their types; defaults for the rest."""
     cfg = dict(DEFAULTS)
@@ -72,6 +75,9 @@ def read_config(raw: dict) -> dict:
     pat = raw.get("early_stopping_patience")
     pat = None if pat in (None, "", "None", "none", "null") else config_number(raw, "early_stopping_patience", 0)
     cfg["early_stopping_patience"] = int(pat) if pat and pat >= 1 else None
+    for key in FINE_TUNING_KEYS:  # Runwise's fine-tuning keys, kept when the run has them
+        if isinstance(raw.get(key), (int, float)) and not isinstance(raw.get(key), bool):
+            cfg[key] = raw[key]
     return cfg
 
 
@@ -220,6 +226,15 @@ def _spiky(ctx):
     return _no_clip(ctx) and (ctx.features.grad_spikes or 0) > 5
 
 
+def _fine_tuning(ctx):
+    """A run that starts from another run's model (init_from_run) or freezes layers."""
+    return bool(ctx.config.get("init_from_run")) or (ctx.config.get("freeze_layers") or 0) > 0
+
+
+def _frozen(ctx):
+    return (ctx.config.get("freeze_layers") or 0) > 0
+
+
 RULES: list[Rule] = [
     # Divergence: the step size overshoots; lower it (x0.1 after a NaN, x0.3 otherwise).
     Rule("diverging.lower_lr", "diverging", _always, _lr_down_divergence,
@@ -300,6 +315,23 @@ RULES: list[Rule] = [
          "and settling lower.", 0.55),
     Rule("plateau.warm_restarts", "plateau", lambda c: c.config["scheduler"] in ("constant", "step"),
          _schedule("cosine_restarts"), "Warm restarts (SGDR) jump out of a plateau and anneal again.", 0.45),
+]
+# Fine-tuning (workers/finetune.py): a pretrained start wants a lower LR; frozen layers that hold
+# the fit back want unfreezing (their LRs stay lower through lr_layer_factor).
+RULES += [
+    Rule("overfitting.fine_tune_lower_lr", "overfitting", _fine_tuning, _lr_times(0.3),
+         "A fine-tuned run starts near a good solution: a large LR overwrites what the pretrained layers "
+         "learned and memorises the new data. Lower the LR 3x (fastai's fine_tune trains at low LRs).", 0.8),
+    Rule("unstable.fine_tune_lower_lr", "unstable", _fine_tuning, _lr_times(0.3),
+         "Fine-tuning at this LR swings the pretrained weights around: a 3x lower LR keeps them near "
+         "the solution they start from.", 0.85),
+    Rule("underfitting.unfreeze", "underfitting", _frozen, _set("freeze_layers", 0),
+         "Both losses level off high with frozen layers: their features do not fit the new data. Unfreeze "
+         "them; they still train at lower LRs (each earlier group gets the LR of the next / lr_layer_factor).",
+         0.7),
+    Rule("plateau.unfreeze", "plateau", _frozen, _set("freeze_layers", 0),
+         "The loss has settled with frozen layers: unfreezing them (at lower, discriminative LRs) is the "
+         "second stage of fine-tuning.", 0.65),
 ]
 REGISTRY = {rule.id: rule for rule in RULES}
 

@@ -168,12 +168,14 @@ def digests_create(day: dt.date | None = None) -> list[OutboxEmail]:
 
 def stale_outbox_ids(*, older_than=dt.timedelta(minutes=2), lease=None) -> list[int]:
     """Rows that should be sent but may have missed their task (broker down at commit, a lost
-    worker): pending for a while, or claimed longer ago than the lease."""
+    worker): pending for a while and never tried (a tried pending row has a retry scheduled, and
+    must keep its back-off), or claimed longer ago than the lease."""
     from .email_tasks import CLAIM_LEASE
 
     now = timezone.now()
     lease = lease or CLAIM_LEASE
-    pending = OutboxEmail.objects.filter(state=OutboxEmail.State.PENDING, created_at__lt=now - older_than)
+    pending = OutboxEmail.objects.filter(state=OutboxEmail.State.PENDING, attempts=0,
+                                         created_at__lt=now - older_than)
     stuck = OutboxEmail.objects.filter(state=OutboxEmail.State.SENDING, claimed_at__lt=now - lease)
     return list(pending.values_list("pk", flat=True)) + list(stuck.values_list("pk", flat=True))
 

@@ -125,6 +125,11 @@ def test_the_sweep_sends_rows_whose_task_never_ran_and_reclaims_lost_claims(
     fresh = make_run(t["project"], t["member"], name="run 43")
     with django_capture_on_commit_callbacks(execute=False):
         notify_run_ended(fresh.pk)  # just written: its own task is on its way, the sweep leaves it
+    retrying = make_run(t["project"], t["member"], name="run 44")
+    with django_capture_on_commit_callbacks(execute=False):
+        rows44 = notify_run_ended(retrying.pk)
+    # tried twice and released: its retry is scheduled with back-off, the sweep leaves it too
+    OutboxEmail.objects.filter(pk__in=[r.pk for r in rows44]).update(created_at=long_ago, attempts=2)
 
     assert requeue_stale_outbox.apply().get() == 2
 

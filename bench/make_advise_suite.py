@@ -60,6 +60,12 @@ CANDIDATES = [
     ("unstable", "classif_mlp_rmsprop_lr001", dict(dataset="classification", optimizer="rmsprop", lr=0.01, epochs=25)),
     ("unstable", "cancer_mlp_sgd_b16", dict(dataset="breast_cancer", optimizer="sgd", lr=0.5, momentum=0.9, batch_size=16, epochs=30)),
     ("unstable", "digits_cnn_adam_lr001", dict(dataset="digits", model="cnn", optimizer="adam", lr=0.01, epochs=10, width=16)),
+    ("unstable", "moons_mlp_adam_lr003_b8", dict(dataset="moons", optimizer="adam", lr=0.03, batch_size=8, epochs=25, seed=1)),
+    ("unstable", "spirals_mlp_adam_lr002", dict(dataset="spirals", optimizer="adam", lr=0.02, epochs=40, seed=3)),
+    ("unstable", "cancer_mlp_adam_lr003", dict(dataset="breast_cancer", optimizer="adam", lr=0.03, epochs=30)),
+    ("unstable", "classif_mlp_adam_lr005", dict(dataset="classification", optimizer="adam", lr=0.05, epochs=25, seed=2)),
+    ("unstable", "wine_mlp_sgd_b4", dict(dataset="wine", optimizer="sgd", lr=0.1, momentum=0.9, batch_size=4, epochs=30)),
+    ("unstable", "digits_mlp_rmsprop_lr001", dict(dataset="digits", optimizer="rmsprop", lr=0.01, epochs=20)),
     # overfitting: a big model, little data, long training, no regularisation
     ("overfitting", "digits_mlp_subset", dict(dataset="digits", optimizer="adam", lr=0.001, width=256, train_subset=300, epochs=80)),
     ("overfitting", "cancer_mlp_wide", dict(dataset="breast_cancer", optimizer="adam", lr=0.003, width=256, depth=3, epochs=120)),
@@ -80,6 +86,10 @@ CANDIDATES = [
     ("underfitting", "digits_cnn_wd", dict(dataset="digits", model="cnn", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.08, epochs=10, width=16)),
     ("underfitting", "wine_mlp_dropout", dict(dataset="wine", optimizer="sgd", lr=0.05, momentum=0.9, dropout=0.85, epochs=60, seed=1)),
     ("underfitting", "spirals_mlp_rmsprop_wd", dict(dataset="spirals", optimizer="rmsprop", lr=0.003, weight_decay=0.05, epochs=40, seed=2)),
+    ("underfitting", "digits_mlp_dropout", dict(dataset="digits", optimizer="adam", lr=0.001, dropout=0.85, epochs=20)),
+    ("underfitting", "classif_mlp_sgd_wd", dict(dataset="classification", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.05, epochs=20)),
+    ("underfitting", "moons_mlp_adam_wd", dict(dataset="moons", optimizer="adam", lr=0.01, weight_decay=0.3, epochs=30)),
+    ("underfitting", "cancer_mlp_sgd_wd", dict(dataset="breast_cancer", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.3, epochs=30)),
     # not converged: too small a step for the epochs given
     ("not_converged", "digits_mlp_sgd_slow", dict(dataset="digits", optimizer="sgd", lr=0.002, epochs=15)),
     ("not_converged", "cancer_mlp_sgd_slow", dict(dataset="breast_cancer", optimizer="sgd", lr=0.002, epochs=20)),
@@ -91,6 +101,11 @@ CANDIDATES = [
     ("not_converged", "spirals_mlp_sgd_mom_short", dict(dataset="spirals", optimizer="sgd", lr=0.01, momentum=0.9, epochs=15, width=128)),
     ("not_converged", "moons_mlp_sgd_slow", dict(dataset="moons", optimizer="sgd", lr=0.005, epochs=20, seed=3)),
     ("not_converged", "spirals_mlp_adam_short", dict(dataset="spirals", optimizer="adam", lr=0.003, width=128, epochs=25)),
+    ("not_converged", "digits_mlp_sgd_slow_short", dict(dataset="digits", optimizer="sgd", lr=0.005, epochs=10, seed=1)),
+    ("not_converged", "classif_mlp_adam_slow", dict(dataset="classification", optimizer="adam", lr=0.0001, epochs=15)),
+    ("not_converged", "moons_mlp_sgd_short", dict(dataset="moons", optimizer="sgd", lr=0.01, epochs=10, seed=2)),
+    ("not_converged", "cancer_mlp_adam_slow", dict(dataset="breast_cancer", optimizer="adam", lr=0.0001, epochs=15)),
+    ("not_converged", "wine_mlp_rmsprop_slow", dict(dataset="wine", optimizer="rmsprop", lr=0.0001, epochs=20)),
     # healthy: sensible settings, trained to convergence
     ("healthy", "digits_mlp_sgd_cosine", dict(dataset="digits", optimizer="sgd", lr=0.05, momentum=0.9, scheduler="cosine", weight_decay=0.0005, epochs=30)),
     ("healthy", "moons_mlp_adam", dict(dataset="moons", optimizer="adam", lr=0.003, epochs=60, weight_decay=0.0001)),
@@ -225,6 +240,19 @@ def shape_check(label: str, run: dict):
         return False, "val_loss ends >15% above its best"
     if label == "not_converged" and best_at < 0.9 * len(val):
         return False, "best val_loss not in the last 10% of epochs"
+    if label == "not_converged" and len(val) >= 5 and (val[-5] - last) / val[-5] < 0.05:
+        return False, "stagnated (last 5 val points fell < 5%, TheDeepChecker)"
+    late = val[len(val) // 5:]
+    swings = sum(b > 1.05 * a for a, b in zip(late, late[1:])) / max(1, len(late) - 1)
+    if label == "unstable" and swings < 0.2:
+        return False, "val_loss rose >5% in fewer than 20% of epochs (AUTOTRAINER oscillation)"
+    epoch_train = finite("train_loss_epoch")
+    if label == "overfitting" and not (last >= 1.1 * best or epoch_train[-1] <= last / 3):
+        return False, "neither val_loss 10% above its best (Prechelt GL10) nor train_loss < val_loss/3"
+    if label == "underfitting":
+        q = epoch_train[-max(2, len(epoch_train) // 4)]
+        if (q - epoch_train[-1]) / q >= 0.05 or epoch_train[-1] < 0.1 * init:
+            return False, "train_loss not stagnating at >= 10% of its initial value"
     return True, ""
 
 

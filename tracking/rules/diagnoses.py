@@ -122,6 +122,10 @@ def _diverging_curve(f: Features):
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
         if name == "val_loss" and f.train is not None and f.train.rise_from_min < 0.1:
             sev *= 0.3  # val rising while train keeps falling is overfitting, not divergence
+        if sh.last <= 1.1 * f.curves.initial_loss and sh.jitter < 0.05:
+            # a smooth return to (not beyond) the untrained loss: strong weight decay pulling the
+            # weights back to zero, not a divergence
+            sev *= 1.0 - 0.7 * regularisation(f.config)
         if best is None or sev > best[0]:
             best = (sev, name, sh, ratio)
     blow = f.step_blowup or 0.0
@@ -157,6 +161,7 @@ def _unstable(f: Features):
     sev, name, sh = max(cands, key=lambda c: c[0])
     if sev <= 0:
         return None
+    sev = min(1.0, sev * (1.0 + 0.5 * lr_is_high(f.config)))  # swings at an LR known to be high
     return Diagnosis("unstable", sev, f"{name} oscillates: epoch-to-epoch swings of {pct(sh.jitter)} around its trend,"
                      f" {pct(sh.big_ups)} of epochs jumped up by more than 10%"
                      + (f"; grad_norm p99 is {num(spikes)}x its median" if spikes > 5 else ""),
@@ -179,7 +184,8 @@ def _overfitting(f: Features):
             return None  # train rising too: not overfitting
     sev = ramp(rise, 0.05, 0.25) * (0.5 + 0.5 * ramp(t_fall, 0.0, 0.3) if t_fall is not None else 0.85)
     if f.train is not None and len(f.train.raw) >= 5:  # a jumpy train curve: the rise may be instability
-        sev *= 1.0 - 0.5 * max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25))
+        jumpy = max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25))
+        sev *= 1.0 - 0.5 * jumpy * (1.0 + lr_is_high(f.config)) / 2 - 0.25 * jumpy
     e0, e1 = f.epoch(v.argmin), f.epoch(len(v.raw) - 1)
     train_part = f" while train_loss fell {pct(t_fall)}" if t_fall is not None else ""
     return Diagnosis("overfitting", sev, f"val_loss rose {pct(rise)} from its minimum {num(v.min)} at epoch {e0}"

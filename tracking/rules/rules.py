@@ -207,7 +207,7 @@ class Rule:
     confidence: float  # for a diagnosis of severity 1; scaled down with the severity
 
     def confidence_for(self, ctx: Context) -> float:
-        return self.confidence * (0.55 + 0.45 * ctx.diagnosis.severity)
+        return self.confidence * (0.75 + 0.25 * ctx.diagnosis.severity)
 
 
 def _always(ctx):

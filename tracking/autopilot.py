@@ -142,7 +142,10 @@ def autopilot_start(*, run: Run, owner, max_rounds: int = DEFAULT_ROUNDS) -> Aut
     with transaction.atomic():
         pilot = Autopilot.objects.create(project=run.project, owner=owner, start_run=run, max_rounds=max_rounds,
                                          best_run=run, best_val_loss=run.best_val_loss)
+        run.refresh_from_db()  # it may have ended meanwhile (the periodic task covers a later race)
         if run.is_final() and run.analysed_at:
+            Autopilot.objects.filter(pk=pilot.pk).update(best_val_loss=run.best_val_loss)
+            pilot.best_val_loss = run.best_val_loss
             next_round(pilot)
     return pilot
 

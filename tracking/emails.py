@@ -68,11 +68,11 @@ def main_diagnosis(analysis: dict) -> dict | None:
     return max(diagnoses, key=lambda d: d.get("severity") or 0, default=None)
 
 
-def headline(run: Run) -> str:
+def headline(run: Run, recommendations: list[dict] | None = None) -> str:
     """"overfitting: raise weight_decay to 5e-4", or the status when nothing was diagnosed."""
     diagnosis = main_diagnosis(run.analysis)
     what = diagnosis_words(diagnosis["id"]) if diagnosis else run.status
-    recommendations = recommendations_of(run)
+    recommendations = recommendations_of(run) if recommendations is None else recommendations
     if recommendations:
         return f"{what}: {recommendations[0]['words']}"
     return f"{what}: no change recommended"
@@ -141,9 +141,10 @@ def diagnoses_of(run: Run) -> list[dict]:
 
 def run_summary(run: Run) -> dict:
     """What the run email and the digest say about one run."""
-    return dict(run=run, url=run_url(run.pk), headline=headline(run), diagnoses=diagnoses_of(run),
-                recommendations=recommendations_of(run), best_val_loss=run.best_val_loss,
-                best_val_accuracy=run.best_val_accuracy)
+    recommendations = recommendations_of(run)
+    return dict(run=run, url=run_url(run.pk), headline=headline(run, recommendations),
+                diagnoses=diagnoses_of(run), recommendations=recommendations,
+                best_val_loss=run.best_val_loss, best_val_accuracy=run.best_val_accuracy)
 
 
 # The PNG ------------------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The tuning pages in Chromium (Playwright): the log-x LR plot with its suggestions and "Use this
+LR", the sweep's scatters and border flag, the autopilot's lineage tree; no JavaScript error."""
+import math
+import shutil
+
+import pytest
+from django.utils import timezone
+
+from tracking import autopilot, lr_finder, sweeps
+from tracking.config import validate_config
+from tracking.models import MetricSeries, Recommendation, Run, Trial
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server, team_users, redis_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/")
+    page.fill("#id_username", "bob")
+    page.fill("#id_password", "pw-bob-123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Your projects")
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def a_run(team_users, **kw):
+    return Run.objects.create(project=team_users["project"], owner=team_users["admin"], name=kw.pop("name", "base"),
+                              config=validate_config({"dataset": "digits", "epochs": 5}), status="succeeded",
+                              analysed_at=timezone.now(), **kw)
+
+
+def test_the_lr_plot_marks_three_suggestions_and_use_this_lr_makes_a_run(page, team_users):
+    source = a_run(team_users, best_val_loss=1.0)
+    run = Run.objects.create(project=source.project, owner=source.owner, name="LR range test", kind="lr_find",
+                             config=source.config, status="succeeded", parent=source)
+    lrs = lr_finder.lr_schedule()[:90]
+    tracker = lr_finder.SmoothedLoss()
+    raw = [2.3 - 2.0 / (1 + math.exp(-3 * (math.log10(lr) + 3))) + (30 * lr if lr > 0.3 else 0) for lr in lrs]
+    smooth = [tracker.update(v) for v in raw]
+    for key, values in (("lr", lrs), ("train_loss", raw), ("smooth_loss", smooth)):
+        MetricSeries.objects.create(run=run, key=key, points=[[i, v] for i, v in enumerate(values)],
+                                    count=len(values), last_step=len(values) - 1)
+    page.goto(f"/lr-find/{run.pk}/")
+    page.wait_for_selector("#lr-chart canvas")
+    assert page.locator("#suggestions tbody tr").count() == 3
+    # The x axis is logarithmic: uPlot's scale distribution 3.
+    assert page.evaluate("document.querySelector('#lr-chart .uplot') !== null")
+    valley = page.locator("tr[data-suggestion=valley] td.num").inner_text()
+    page.locator("tr[data-suggestion=valley] button", has_text="one-cycle max_lr").click()
+    page.wait_for_url("**/runs/*/")
+    new = Run.objects.exclude(pk__in=[source.pk, run.pk]).get()
+    assert new.config["scheduler"] == "onecycle" and new.config["lr"] == pytest.approx(float(valley), rel=1e-3)
+
+
+def test_the_sweep_page_draws_scatters_and_flags_a_border_value(page, team_users):
+    source = a_run(team_users)
+    sweep = sweeps.sweep_create(project=source.project, owner=source.owner, base_config=source.config,
+                                space={"lr": {"low": 1e-3, "high": 1, "log": True},
+                                       "dropout": {"low": 0.0, "high": 0.5, "log": False}}, stage1_trials=3)
+    trials = list(sweep.trials.all())
+    Trial.objects.filter(pk=trials[0].pk).update(params={"lr": 0.001, "dropout": 0.2})
+    for i, t in enumerate(trials):
+        Run.objects.filter(pk=t.run_id).update(status="succeeded", best_val_loss=0.5 + i)
+        sweeps.on_run_ended(t.run_id)
+    page.goto(f"/sweeps/{sweep.pk}/")
+    page.wait_for_selector("#scatter-lr canvas")
+    page.wait_for_selector("#scatter-dropout canvas")
+    assert "low border" in page.locator(".border-flag[data-param=lr]").inner_text()
+    assert page.locator("#trials tbody tr").count() == 3 + 3
+
+
+def test_the_lineage_is_drawn_as_a_tree(page, team_users):
+    start = a_run(team_users, name="start", best_val_loss=2.0)
+    Recommendation.objects.create(run=start, rule="a.rule", diagnosis="x", change={"lr": 0.1}, rationale="r",
+                                  confidence=0.9)
+    Recommendation.objects.create(run=start, rule="b.rule", diagnosis="x", change={"lr": 0.3}, rationale="r",
+                                  confidence=0.8, rank=1)
+    pilot = autopilot.autopilot_start(run=start, owner=start.owner)
+    first = Run.objects.get(pk=pilot.current_run_id)
+    Run.objects.filter(pk=first.pk).update(status="succeeded", best_val_loss=2.5, analysed_at=timezone.now())
+    autopilot.on_run_analysed(first.pk)
+    page.goto(f"/autopilots/{pilot.pk}/")
+    tree = page.locator("#lineage")
+    assert tree.locator(f"li[data-run='{start.pk}'] > ul > li").count() == 2  # two rounds from the start
+    assert "lr=0.1" in tree.inner_text() and "no improvement" in tree.inner_text()

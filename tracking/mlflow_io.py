@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Optional
 
 from tracking.rules.features import ALIASES
@@ -63,6 +64,8 @@ def metric_sources(keys) -> dict[str, str]:
 
 
 def _value(v: float):
+    if math.isfinite(v) and abs(v) >= sys.float_info.max:  # SQL stores keep +-inf as +-DBL_MAX
+        v = math.copysign(math.inf, v)
     return v if math.isfinite(v) else str(v)
 
 

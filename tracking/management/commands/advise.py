@@ -4,6 +4,7 @@ Bad input (unreadable file, bad JSON, wrong types, no metric point at all, unkno
 exits 2 with one line on stderr.
 """
 import json
+import logging
 import sys
 
 from django.conf import settings
@@ -45,7 +46,12 @@ class Command(BaseCommand):
             raise _fail(f"{path} is not valid JSON: {exc}") from None
 
     def _from_mlflow(self, run_id):
+        import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
+
         from tracking.mlflow_io import RunNotFound, read_run
+
+        for name in ("mlflow", "alembic"):  # a new store logs its migrations: keep stderr to one line
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         try:
             return read_run(run_id, tracking_uri=settings.MLFLOW_TRACKING_URI)

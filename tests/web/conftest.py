@@ -1,5 +1,6 @@
 """Fixtures for the web tests: signed-in clients and runs with curves, written with the ORM."""
 import math
+import shutil
 
 import pytest
 from django.test import Client
@@ -53,3 +54,42 @@ def make_run(project, owner, *, name="run", status=Run.Status.SUCCEEDED, epochs=
         run.best_val_accuracy = 1 - 0.6 / epochs
         run.save(update_fields=["best_val_loss", "best_val_accuracy"])
     return run
+
+
+# ---- browser (Playwright driving Debian's Chromium; never `playwright install`) ----
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], errors  # no JavaScript error on any page
+
+
+def sign_in(page, username, password):
+    page.goto("/")
+    assert "/accounts/login/" in page.url  # login required
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Your projects")

@@ -1,47 +1,10 @@
 """Browser tests: Playwright driving Debian's Chromium against the live server."""
-import shutil
-
 import pytest
 
+from tests.web.conftest import make_run, sign_in
 from tracking.models import MetricSeries, Run
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], errors  # no JavaScript error on any page
-
-
-def sign_in(page, username, password):
-    page.goto("/")
-    assert "/accounts/login/" in page.url  # login required
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Your projects")
 
 
 def test_a_user_signs_in_sets_up_runs_and_watches_one(page, team_users, redis_server):
@@ -86,7 +49,6 @@ def test_a_user_signs_in_sets_up_runs_and_watches_one(page, team_users, redis_se
 
 
 def test_the_charts_draw_a_finished_runs_curves_and_diagnosis_marks(page, team_users):
-    from tests.web.conftest import make_run
     run = make_run(team_users["project"], team_users["admin"], name="finished", epochs=6, steps_per_epoch=20)
     Run.objects.filter(pk=run.pk).update(analysis={"diagnoses": [
         {"id": "overfitting", "severity": 0.8, "evidence": "val_loss rose", "epochs": [3, 6]}]})
@@ -104,7 +66,6 @@ def test_the_charts_draw_a_finished_runs_curves_and_diagnosis_marks(page, team_u
 
 
 def test_compare_two_runs_from_the_history_table(page, team_users):
-    from tests.web.conftest import make_run
     a = make_run(team_users["project"], team_users["admin"], name="a-run", lr=0.1)
     b = make_run(team_users["project"], team_users["admin"], name="b-run", lr=0.02)
     sign_in(page, "alice", "pw-alice-123")

@@ -1,6 +1,5 @@
 """Setting up a run: the form shows every config key, validates with the one validator, and a run
 is written first and put on its Redis queue only when the transaction commits."""
-import io
 import json
 
 import pytest

@@ -76,3 +76,15 @@ def test_compare_two_runs_from_the_history_table(page, team_users):
     page.wait_for_url("**/compare/**")
     assert page.locator("#config-compare tr.differs th", has_text="lr").count() == 1
     assert page.locator("#chart-val_loss canvas").count() == 1
+
+
+def test_the_run_form_shows_the_fields_of_the_chosen_schedule_and_data_set(page, team_users):
+    sign_in(page, "bob", "pw-bob-123")
+    page.goto(f"/projects/{team_users['project'].pk}/runs/new/")
+    assert page.locator("#field-step_size").is_hidden() and page.locator("#field-csv_label").is_hidden()
+    page.select_option("#id_scheduler", "step")
+    assert page.locator("#field-step_size").is_visible() and page.locator("#field-pct_start").is_hidden()
+    page.select_option("#id_dataset", "csv")
+    assert page.locator("#field-csv_file").is_visible() and page.locator("#field-csv_label").is_visible()
+    page.select_option("#id_optimizer", "adam")
+    assert page.locator("#field-nesterov").is_hidden()

@@ -75,6 +75,21 @@ def lr_is_high(config: dict) -> float:
     return ramp(math.log10(lr), -2.0, -1.3)
 
 
+def lr_is_low(config: dict) -> float:
+    """0..1: how far the LR is below the usual range of its optimizer (SGD: an effective step
+    under ~0.01; Adam-like: under ~1e-4)."""
+    opt = str(config.get("optimizer", "sgd")).lower()
+    lr = config_number(config, "lr", 0.0)
+    if lr <= 0:
+        return 0.0
+    if opt == "sgd":
+        eff = lr / max(1e-3, 1.0 - min(0.999, config_number(config, "momentum", 0.0)))
+        return 1.0 - ramp(math.log10(eff), -2.5, -1.5)
+    if opt == "adagrad":
+        return 1.0 - ramp(math.log10(lr), -3.0, -2.0)
+    return 1.0 - ramp(math.log10(lr), -4.0, -3.3)
+
+
 def _collapsed(f: Features):
     """The loss never left the untrained level, with a learning rate known to be too large:
     training collapsed (dead units, saturated outputs) rather than diverging visibly."""

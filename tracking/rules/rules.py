@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .diagnoses import Diagnosis, config_number, lr_is_high
+from .diagnoses import Diagnosis, config_number, lr_is_high, lr_is_low
 from .features import Features
 
 try:  # the one source of the project defaults (pure pydantic, no Django)
@@ -180,6 +180,11 @@ def _adam_to_sgd(ctx):
     return {"optimizer": "sgd", "lr": _round(min(0.1, max(0.01, ctx.config["lr"] * 30))), "momentum": 0.9}
 
 
+def _raise_lr_slow(ctx):
+    factor = 10 if lr_is_low(ctx.config) >= 0.9 else 3
+    return {"lr": _round(ctx.config["lr"] * factor)}
+
+
 def _longer(ctx):
     factor = 3 if ctx.diagnosis.facts.get("late_share", 0) >= 0.2 else 2
     return {"epochs": min(10000, ctx.config["epochs"] * factor)}
@@ -207,7 +212,10 @@ class Rule:
     confidence: float  # for a diagnosis of severity 1; scaled down with the severity
 
     def confidence_for(self, ctx: Context) -> float:
-        return self.confidence * (0.75 + 0.25 * ctx.diagnosis.severity)
+        base = self.confidence
+        if self.id == "not_converged.raise_lr":  # far below the optimizer's usual LR: the step is the problem
+            base += 0.3 * lr_is_low(ctx.config)
+        return min(0.95, base) * (0.75 + 0.25 * ctx.diagnosis.severity)
 
 
 def _always(ctx):
@@ -305,8 +313,9 @@ RULES: list[Rule] = [
     Rule("not_converged.train_longer", "not_converged", lambda c: c.config["epochs"] < 10000, _longer,
          "The loss was still falling at the end: train longer.", 0.7),
     Rule("not_converged.raise_lr", "not_converged",
-         lambda c: c.diagnosis.facts.get("late_share", 0) >= 0.15 and c.config["scheduler"] == "constant", _lr_times(3),
-         "The loss falls steadily but slowly: a 3x larger LR reaches the same loss in fewer epochs.", 0.55),
+         lambda c: (c.diagnosis.facts.get("late_share", 0) >= 0.15 and c.config["scheduler"] == "constant")
+         or lr_is_low(c.config) >= 0.5, _raise_lr_slow,
+         "The loss falls steadily but slowly: a larger LR reaches the same loss in fewer epochs.", 0.55),
     # Plateau at a constant LR: anneal it.
     Rule("plateau.cosine", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("cosine"),
          "The loss sits on a plateau at a constant LR: annealing it (cosine) settles into the valley.", 0.6),

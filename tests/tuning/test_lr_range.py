@@ -43,7 +43,7 @@ def test_an_lr_find_run_on_a_real_worker_logs_its_curve_and_use_this_lr_makes_a_
     from workers.lr_range import lr_find_create
 
     source = Run.objects.create(project=team_users["project"], owner=team_users["admin"], name="digits adam",
-                                config=validate_config({**DIGITS, "epochs": 10}), status="succeeded")
+                                config=validate_config({**DIGITS, "epochs": 2}), status="succeeded")
     run = lr_find_create(source=source, owner=team_users["admin"])
     assert run.kind == Run.Kind.LR_FIND and run.status == Run.Status.QUEUED
     deadline = time.monotonic() + 90

@@ -23,6 +23,13 @@ def _autopilot_or_404(user, pilot_id) -> Autopilot:
                              pk=pilot_id, project__team__memberships__user=user)
 
 
+def _training_run_or_404(user, run_id) -> Run:
+    run = access.run_or_404(user, run_id)
+    if run.kind != Run.Kind.TRAIN:
+        raise Http404("Only a training run can be tuned.")
+    return run
+
+
 def _number(post, name, kind=float):
     raw = (post.get(name) or "").strip()
     if raw == "":
@@ -40,7 +47,7 @@ def lr_find_start(request, run_id):
     """Start an LR range test on a run's model and data (its config, the sweep keys from the form)."""
     from workers.lr_range import lr_find_create
 
-    source = access.run_or_404(request.user, run_id)
+    source = _training_run_or_404(request.user, run_id)
     try:
         keys = {k: _number(request.POST, k, int if k == "lr_find_steps" else float)
                 for k in ("lr_min", "lr_max", "lr_find_steps")}
@@ -124,7 +131,7 @@ def _space_from_post(post) -> dict:
 @require_http_methods(["GET", "POST"])
 def sweep_new(request, run_id):
     """A sweep around a run's config."""
-    source = access.run_or_404(request.user, run_id)
+    source = _training_run_or_404(request.user, run_id)
     if request.method == "POST":
         try:
             sweep = sweeps.sweep_create(

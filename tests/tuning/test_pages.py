@@ -118,3 +118,16 @@ def test_the_tuning_index_lists_sweeps_autopilots_and_lr_tests(client, team_user
     client.force_login(team_users["member"])
     page = client.get(f"/projects/{team_users['project'].pk}/tuning/")
     assert page.status_code == 200 and "base run" in page.content.decode()
+
+
+def test_the_tuning_actions_fragment_links_a_run_to_its_tools(team_users, source, rf):
+    """The fragment the run page includes ({% include "tracking/_tuning_actions.html" %})."""
+    from django.template.loader import render_to_string
+
+    html = render_to_string("tracking/_tuning_actions.html", {"run": source}, request=rf.get("/"))
+    for url in (f"/runs/{source.pk}/lr-find/start/", f"/runs/{source.pk}/sweep/new/",
+                f"/runs/{source.pk}/autopilot/", f"/projects/{source.project_id}/tuning/"):
+        assert url in html
+    lr_test = Run.objects.create(project=source.project, owner=source.owner, name="t", kind="lr_find",
+                                 config=source.config)
+    assert f"/lr-find/{lr_test.pk}/" in render_to_string("tracking/_tuning_actions.html", {"run": lr_test})

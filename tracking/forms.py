@@ -127,5 +127,5 @@ class ProjectForm(forms.ModelForm):
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
         if Project.objects.filter(team=self.team, name=name).exists():
-            raise forms.ValidationError("name: the team already has a project with this name")
+            raise forms.ValidationError("the team already has a project with this name")
         return name

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
@@ -52,7 +53,7 @@ def project_create(request, team_id):
     form = ProjectForm(request.POST, team=team)
     if not form.is_valid():
         for field, errors in form.errors.items():
-            messages.error(request, "; ".join(errors))
+            messages.error(request, f"{field}: {'; '.join(errors)}")
         return redirect("team", team.pk)
     project = services.project_create(team=team, **form.cleaned_data)
     return redirect(project)
@@ -63,7 +64,7 @@ def invite_create(request, team_id):
     membership = access.admin_membership_or_404(request.user, team_id)
     invite = services.invite_create(team=membership.team, created_by=request.user)
     messages.success(request, "Invite link created: " + request.build_absolute_uri(
-        f"/invites/{invite.token}/"))
+        reverse("invite", args=[invite.token])))
     return redirect("team", team_id)
 
 

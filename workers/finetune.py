@@ -17,13 +17,16 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from workers.errors import PermanentError
+
 log = logging.getLogger(__name__)
 PREFERRED = ("model/model.pt", "checkpoints/last.pt")  # workers/mlflow_logging.py: final model, last checkpoint
 CHECKPOINT_NAMES = ("model.pt", "final_model.pt", "checkpoint.pt", "last.pt")
 
 
-class InitError(ValueError):
-    """The run to start from has no usable model (missing run, no artifact, another shape)."""
+class InitError(PermanentError, ValueError):
+    """The run to start from has no usable model (missing run, no artifact, another shape):
+    a permanent error, so the worker fails the run at once with this reason."""
 
 
 def layer_groups(model: nn.Module) -> list[list[nn.Module]]:

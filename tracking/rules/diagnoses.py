@@ -177,6 +177,12 @@ def _unstable(f: Features):
     if sev <= 0:
         return None
     sev = min(1.0, sev * (1.0 + 0.5 * lr_is_high(f.config)))  # swings at an LR known to be high
+    if f.train is not None and f.val is not None:
+        tiny = 0.05 * f.floor
+        if (f.val.last + tiny) / (f.train.last + tiny) >= 10:
+            # a model that memorised its training set: val_loss swings with a few confidently wrong
+            # examples, and spikes of a near-zero train loss are benign; the gap is the problem
+            sev *= 0.6
     return Diagnosis("unstable", sev, f"{name} oscillates: epoch-to-epoch swings of {pct(sh.jitter)} around its trend,"
                      f" {pct(sh.big_ups)} of epochs jumped up by more than 10%"
                      + (f"; grad_norm p99 is {num(spikes)}x its median" if spikes > 5 else ""),

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .diagnoses import Diagnosis, config_number, lr_is_high, lr_is_low
-from .features import Features
+from .features import Features, ramp
 
 try:  # the one source of the project defaults (pure pydantic, no Django)
     from tracking.config import DEFAULTS as _PROJECT_DEFAULTS
@@ -109,6 +109,15 @@ def _lr_down_divergence(ctx):
     if lr_is_high(ctx.config) >= 0.5:  # far above the usual range: x0.1 may still be too much
         new = min(new, usual_lr(ctx.config))
     return {"lr": _round(new)}
+
+
+def _lr_down_unstable(ctx):
+    return {"lr": _round(ctx.config["lr"] * (0.1 if lr_is_high(ctx.config) >= 0.5 else 0.3))}
+
+
+def wd_strength(config: dict) -> float:
+    wd = config["weight_decay"] / (10.0 if config["optimizer"] == "adamw" else 1.0)
+    return ramp(math.log10(wd), -3.3, -1.7) if wd > 0 else 0.0
 
 
 def _warmup(ctx):
@@ -210,11 +219,10 @@ class Rule:
     change: Callable[[Context], dict]
     rationale: str
     confidence: float  # for a diagnosis of severity 1; scaled down with the severity
+    boost: Optional[Callable[[Context], float]] = None  # extra confidence from the config, 0..0.3
 
     def confidence_for(self, ctx: Context) -> float:
-        base = self.confidence
-        if self.id == "not_converged.raise_lr":  # far below the optimizer's usual LR: the step is the problem
-            base += 0.3 * lr_is_low(ctx.config)
+        base = self.confidence + (self.boost(ctx) if self.boost else 0.0)
         return min(0.95, base) * (0.75 + 0.25 * ctx.diagnosis.severity)
 
 
@@ -258,9 +266,9 @@ RULES: list[Rule] = [
          "The loss was training well until rare gradient spikes threw it off: clipping fixes that without "
          "slowing the rest of training.", 0.7),
     # Instability: oscillating losses.
-    Rule("unstable.lower_lr", "unstable", _always, _lr_times(0.3),
+    Rule("unstable.lower_lr", "unstable", _always, _lr_down_unstable,
          "The loss oscillates from epoch to epoch: the steps overshoot the valley. A 3x lower LR "
-         "damps the swings.", 0.8),
+         "damps the swings (10x when the LR is far above its optimizer's usual range).", 0.8),
     Rule("unstable.clip_gradients", "unstable", _spiky, _clip,
          "Rare large gradients cause the swings: clip the norm at its 90th percentile.", 0.6),
     Rule("unstable.grow_batch", "unstable", lambda c: c.config["batch_size"] <= 16, _grow_batch,
@@ -294,7 +302,8 @@ RULES: list[Rule] = [
     Rule("underfitting.lower_weight_decay", "underfitting",
          lambda c: c.config["weight_decay"] >= (1e-3 if c.optimizer == "adamw" else 1e-4), _lower_wd,
          "Both losses level off high and close together: weight decay holds the model back. Lower it 10x "
-         "(large LRs and other regularisation must be balanced, Smith 2018).", 0.6),
+         "(large LRs and other regularisation must be balanced, Smith 2018).", 0.6,
+         boost=lambda c: 0.25 * wd_strength(c.config)),
     Rule("underfitting.lower_dropout", "underfitting", lambda c: c.config["dropout"] >= 0.2, _lower_dropout,
          "Heavy dropout keeps the model from fitting even the training set.", 0.55),
     Rule("underfitting.lower_label_smoothing", "underfitting", lambda c: c.config["label_smoothing"] >= 0.1,
@@ -315,7 +324,8 @@ RULES: list[Rule] = [
     Rule("not_converged.raise_lr", "not_converged",
          lambda c: (c.diagnosis.facts.get("late_share", 0) >= 0.15 and c.config["scheduler"] == "constant")
          or lr_is_low(c.config) >= 0.5, _raise_lr_slow,
-         "The loss falls steadily but slowly: a larger LR reaches the same loss in fewer epochs.", 0.55),
+         "The loss falls steadily but slowly: a larger LR reaches the same loss in fewer epochs.", 0.55,
+         boost=lambda c: 0.3 * lr_is_low(c.config)),
     # Plateau at a constant LR: anneal it.
     Rule("plateau.cosine", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("cosine"),
          "The loss sits on a plateau at a constant LR: annealing it (cosine) settles into the valley.", 0.6),
@@ -377,10 +387,12 @@ def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) 
     config = read_config(raw_config)
     weak_cap = 0.45
     by_change: dict[str, Recommendation] = {}
+    main = next((d for d in diagnoses if d.id != "healthy"), None)
     for diag in diagnoses:
         if diag.id == "healthy":
             continue
         finding = diag.severity >= 0.5
+        weight = 1.0 if diag is main else 0.85  # the fixes of the main problem come first
         for rule in RULES:
             if rule.diagnosis != diag.id:
                 continue
@@ -390,7 +402,7 @@ def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) 
             change = _valid(config, rule.change(ctx))
             if change is None:
                 continue
-            conf = rule.confidence_for(ctx)
+            conf = rule.confidence_for(ctx) * weight
             if not finding:
                 conf = min(weak_cap, conf * diag.severity)
             rec = Recommendation(rule.id, diag.id, change, rule.rationale, conf)

@@ -79,8 +79,12 @@ def main():
     from tracking.config import apply_change, validate_config
     from tracking.rules import advise
 
+    heldout = "--heldout" in sys.argv[1:]
+    suite = SUITE_DIR / "heldout" if heldout else SUITE_DIR
+    print(f"suite: {suite.relative_to(SUITE_DIR.parent.parent.parent)}"
+          + (" (held out: never used while writing the engine)" if heldout else ""))
     trainer = Trainer()
-    cases = [json.loads(p.read_text()) for p in sorted(SUITE_DIR.glob("*.json"))]
+    cases = [json.loads(p.read_text()) for p in sorted(suite.glob("*.json"))]
     rows, healthy_alarms, healthy_n = [], 0, 0
     t0 = time.perf_counter()
     for case in cases:
@@ -142,7 +146,7 @@ def main():
     print(f"false alarms on healthy runs: {healthy_alarms}/{healthy_n} ({false_alarms:.0%})")
     print(f"advise on 200,000 step points: {ms:.1f} ms (median of 15)")
     print(f"trainings this time: {trainer.trained} ({trainer.seconds:.0f}s); total bench {time.perf_counter() - t0:.0f}s")
-    print(f"SUMMARY rules: hit rate {hit:.0%} on {n} unhealthy runs (target >=85%), {engine_mean / oracle_mean:.0%} of oracle "
+    print(f"SUMMARY rules{' (held out)' if heldout else ''}: hit rate {hit:.0%} on {n} unhealthy runs (target >=85%), {engine_mean / oracle_mean:.0%} of oracle "
           f"improvement (target >=70%; random {rand_mean / oracle_mean:.0%}, best fixed {bf_mean / oracle_mean:.0%}), "
           f"false alarms {false_alarms:.0%} (target <=10%), advise {ms:.0f} ms on 200k points (target <=50 ms)")
 

@@ -137,6 +137,31 @@ CANDIDATES = [
     ("healthy", "moons_mlp_sgd_cosine", dict(dataset="moons", optimizer="sgd", lr=0.1, momentum=0.9, scheduler="cosine", epochs=60, seed=2)),
 ]
 
+# Held out: never looked at while the engine was written; `--heldout` writes them to
+# tests/data/advise_suite/heldout/ and `bench_rules.py --heldout` measures on them.
+HELDOUT = [
+    ("diverging", "h_wine_mlp_sgd_lr10", dict(dataset="wine", optimizer="sgd", lr=10.0, momentum=0.5, epochs=15, seed=7)),
+    ("diverging", "h_classif_cnn_free_rmsprop", dict(dataset="classification", optimizer="rmsprop", lr=1.0, epochs=10, seed=8)),
+    ("diverging", "h_digits_mlp_adagrad_lr5", dict(dataset="digits", optimizer="adagrad", lr=5.0, epochs=10, seed=9)),
+    ("unstable", "h_digits_mlp_adamw_lr003", dict(dataset="digits", optimizer="adamw", lr=0.03, epochs=20, seed=7)),
+    ("unstable", "h_spirals_mlp_rmsprop_lr002", dict(dataset="spirals", optimizer="rmsprop", lr=0.02, width=128, epochs=30, seed=8)),
+    ("unstable", "h_moons_mlp_sgd_lr1", dict(dataset="moons", optimizer="sgd", lr=1.0, momentum=0.5, batch_size=8, epochs=20, seed=9)),
+    ("overfitting", "h_cancer_mlp_adam_deep", dict(dataset="breast_cancer", optimizer="adam", lr=0.002, width=512, depth=4, epochs=100, seed=7)),
+    ("overfitting", "h_digits_mlp_adamw_subset", dict(dataset="digits", optimizer="adamw", lr=0.002, width=512, train_subset=250, epochs=80, seed=8)),
+    ("overfitting", "h_moons_mlp_sgd_subset", dict(dataset="moons", optimizer="sgd", lr=0.1, momentum=0.9, width=512, depth=3, train_subset=60, epochs=200, seed=9)),
+    ("underfitting", "h_wine_mlp_adam_wd", dict(dataset="wine", optimizer="adam", lr=0.003, weight_decay=0.5, epochs=40, seed=7)),
+    ("underfitting", "h_classif_mlp_dropout", dict(dataset="classification", optimizer="adam", lr=0.002, dropout=0.8, depth=3, epochs=25, seed=8)),
+    ("underfitting", "h_digits_mlp_rmsprop_wd", dict(dataset="digits", optimizer="rmsprop", lr=0.001, weight_decay=0.2, epochs=20, seed=9)),
+    ("not_converged", "h_spirals_mlp_sgd_slow", dict(dataset="spirals", optimizer="sgd", lr=0.02, momentum=0.9, width=128, epochs=20, seed=7)),
+    ("not_converged", "h_classif_mlp_adagrad_slow", dict(dataset="classification", optimizer="adagrad", lr=0.002, epochs=15, seed=8)),
+    ("not_converged", "h_digits_cnn_adam_slow", dict(dataset="digits", model="cnn", optimizer="adam", lr=0.0001, epochs=6, width=16, seed=9)),
+    ("healthy", "h_digits_mlp_sgd_es", dict(dataset="digits", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.001, dropout=0.2, epochs=40, early_stopping_patience=5, seed=7)),
+    ("healthy", "h_classif_mlp_adamw_es", dict(dataset="classification", optimizer="adamw", lr=0.002, weight_decay=0.05, dropout=0.2, epochs=40, early_stopping_patience=5, seed=8)),
+    ("healthy", "h_moons_mlp_adam_cosine", dict(dataset="moons", optimizer="adam", lr=0.005, weight_decay=0.001, scheduler="cosine", epochs=40, seed=9)),
+    ("healthy", "h_cancer_mlp_sgd_es", dict(dataset="breast_cancer", optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=0.001, epochs=40, early_stopping_patience=5, seed=7)),
+]
+
+
 # The standard fixes that confirm a label (independent of the rules engine).
 def label_fixes(label: str, cfg: dict) -> list[tuple[str, dict]]:
     lr, wd = cfg["lr"], cfg["weight_decay"]
@@ -263,13 +288,15 @@ def improvement(parent: float, child: float) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="only candidates with this label")
+    ap.add_argument("--heldout", action="store_true", help="the held-out candidates, into SUITE/heldout/")
     args = ap.parse_args(argv)
+    candidates, out_dir = (HELDOUT, SUITE_DIR / "heldout") if args.heldout else (CANDIDATES, SUITE_DIR)
     from tracking.config import validate_config
 
     trainer = Trainer()
-    SUITE_DIR.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     kept, dropped = 0, 0
-    for label, name, raw in CANDIDATES:
+    for label, name, raw in candidates:
         if args.only and label != args.only:
             continue
         cfg = validate_config(raw)
@@ -288,7 +315,7 @@ def main(argv=None):
         desc = ", ".join(f"{n}: {g:+.1%}" for n, g in checks)
         print(f"{'KEEP' if ok else 'DROP'} {label:13s} {name:28s} best val_loss {base['best_val_loss']:.4g} "
               f"({base['status']}); {desc}", flush=True)
-        path = SUITE_DIR / f"{label}__{name}.json"
+        path = out_dir / f"{label}__{name}.json"
         if ok:
             case = dict(base["run_input"], label=label, name=name,
                         meta={"dataset": cfg["dataset"], "model": cfg["model"], "optimizer": cfg["optimizer"],

@@ -9,7 +9,9 @@ import pytest
 from tracking.config import apply_change
 from tracking.rules import advise
 
-SUITE = sorted((Path(__file__).resolve().parent.parent / "data" / "advise_suite").glob("*.json"))
+SUITE_DIR = Path(__file__).resolve().parent.parent / "data" / "advise_suite"
+SUITE = sorted(SUITE_DIR.glob("*.json"))
+HELDOUT = sorted((SUITE_DIR / "heldout").glob("*.json"))  # made after the engine was written
 LABELS = ("diverging", "unstable", "overfitting", "underfitting", "not_converged", "healthy")
 
 
@@ -40,7 +42,7 @@ KNOWN_DISAGREEMENTS = {
 }
 
 
-@pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
+@pytest.mark.parametrize("path", SUITE + HELDOUT, ids=[p.stem for p in SUITE + HELDOUT])
 def test_the_first_diagnosis_is_the_label(path):
     case = load(path)
     answer = advise({k: case[k] for k in ("config", "metrics", "steps_per_epoch", "status")})

@@ -1,0 +1,279 @@
+"""Training overhead and queue latency (issue 3).
+
+On one model and data set (digits, MLP, batch 32, 10 epochs), in one process:
+  1. the bare PyTorch loop, no logging;
+  2. our engine with full per-step logging, as a worker runs it (MLflow metrics, params, tag,
+     a checkpoint artifact each epoch, final model, Run progress, stop polling, chart series);
+  3. the bare loop calling mlflow.log_metric once a step for each metric.
+Overhead = training-loop time of (2) over (1); throughput = steps per second of (2), counting
+the wait until every point and artifact is stored, over (1)'s (the once-a-run set-up, creating
+the MLflow run and logging params, is shown on its own line). Then, with a
+redis-server and a warm `celery worker` started here (free port, temp dirs), the latency from
+enqueue to the first train_loss point readable in MLflow. Targets: overhead <= 3%,
+throughput >= 0.9 of bare, queue latency p95 < 1 s. The summary is the last line.
+"""
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TMP = Path(tempfile.mkdtemp(prefix="runwise-bench-"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+REDIS_PORT = free_port()
+os.environ.update(
+    VAR_DIR=str(TMP), DATABASE_URL=f"sqlite:///{TMP}/db.sqlite3",
+    MLFLOW_TRACKING_URI=f"sqlite:///{TMP}/mlflow.db", MLFLOW_ARTIFACT_ROOT=str(TMP / "mlartifacts"),
+    REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0", DJANGO_SETTINGS_MODULE="webapp.settings",
+    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), LOG_LEVEL="WARNING",
+)
+sys.path.insert(0, str(ROOT))
+
+import django  # noqa: E402
+
+django.setup()
+
+import torch  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from tracking.config import validate_config  # noqa: E402
+from workers.callbacks import Callback  # noqa: E402
+from workers.datasets import load_dataset  # noqa: E402
+from workers.engine import Training, use_threads_from_env  # noqa: E402
+from workers.nets import build_model  # noqa: E402
+
+CONFIG = validate_config({"dataset": "digits", "model": "mlp", "batch_size": 32, "epochs": 10,
+                          "optimizer": "sgd", "lr": 0.05, "momentum": 0.9})
+REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+LATENCY_RUNS = int(os.environ.get("BENCH_LATENCY_RUNS", "20"))
+
+
+# ---------------------------------------------------------------- 1. and 3.: the bare loop
+
+def bare_loop(config, log_metric=None):
+    """A plain loop: same data, model, batching and optimizer; returns (loop seconds, steps)."""
+    torch.manual_seed(config["seed"])
+    gen = torch.Generator().manual_seed(config["seed"])
+    data = load_dataset(config)
+    model = build_model(config, data.n_features, data.n_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    bs, step = config["batch_size"], 0
+    start = time.perf_counter()
+    for epoch in range(1, config["epochs"] + 1):
+        order = torch.randperm(data.n_train, generator=gen)
+        total = 0.0
+        for i in range(0, data.n_train, bs):
+            idx = order[i:i + bs]
+            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            if log_metric:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()
+            opt.step()
+            value = loss.item()
+            total += value
+            if log_metric:
+                log_metric("train_loss", value, step=step)
+                log_metric("lr", opt.param_groups[0]["lr"], step=step)
+                log_metric("grad_norm", grad_norm, step=step)
+            step += 1
+        with torch.no_grad():
+            model.eval()
+            out = model(data.x_val)
+            val_loss = loss_fn(out, data.y_val).item()
+            val_acc = (out.argmax(1) == data.y_val).float().mean().item()
+            model.train()
+        if log_metric:
+            log_metric("val_loss", val_loss, step=epoch)
+            log_metric("val_accuracy", val_acc, step=epoch)
+    return time.perf_counter() - start, step
+
+
+def naive_mlflow_loop(config):
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    exp = mlflow.set_experiment("bench-naive")
+    with mlflow.start_run(experiment_id=exp.experiment_id):
+        return bare_loop(config, log_metric=mlflow.log_metric)
+
+
+# ---------------------------------------------------------------- 2.: our engine, fully logged
+
+class LoopStart(Callback):
+    order = 10_000  # after every other on_fit_start (run set-up, params)
+
+    def on_fit_start(self, training):
+        training.bench_loop_start = time.perf_counter()
+
+
+class LoopEnd(Callback):
+    order = -10_000  # before every other on_fit_end (final flush, model, run end)
+
+    def on_fit_end(self, training):
+        training.bench_loop_end = time.perf_counter()
+
+
+class DrainEnd(Callback):
+    order = 10_000  # after MlflowLogger.on_fit_end, which waits until the writer has stored everything
+
+    def on_fit_end(self, training):
+        training.bench_drained = time.perf_counter()
+
+
+def engine_run(config, run_factory):
+    """(loop s, loop + drain s, end-to-end s, steps) of one fully logged run: the loop, then
+    the wait until every point and artifact is stored, then with run set-up and the final write."""
+    from django.conf import settings
+
+    from workers.mlflow_logging import MlflowLogger, make_client, shared_writer
+    from workers.run_callbacks import RunSync
+    from workers.training import claim_run, finish_run, open_mlflow_run
+
+    run = run_factory()
+    start = time.perf_counter()
+    claim_run(run.pk, worker="bench", device="cpu")
+    client = make_client(settings.MLFLOW_TRACKING_URI)
+    mlflow_run_id, _ = open_mlflow_run(client, run)
+    callbacks = [LoopStart(), LoopEnd(), DrainEnd(), RunSync(run.pk),
+                 MlflowLogger(client, mlflow_run_id, shared_writer(settings.MLFLOW_TRACKING_URI))]
+    training = Training(config, callbacks, device="cpu")
+    result = training.fit()
+    finish_run(run.pk, worker="bench", status=result.status, reason=result.reason, result=result)
+    end = time.perf_counter()
+    points = len(client.get_metric_history(mlflow_run_id, "train_loss"))
+    assert points == result.steps_run, (points, result.steps_run)
+    loop = training.bench_loop_end - training.bench_loop_start
+    return loop, training.bench_drained - training.bench_loop_start, end - start, result.steps_run
+
+
+def make_run_factory():
+    from django.contrib.auth import get_user_model
+
+    from tracking.models import Project, Run, Team
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    team, _ = Team.objects.get_or_create(name="bench")
+    project, _ = Project.objects.get_or_create(team=team, name="bench")
+
+    def make(config=CONFIG):
+        return Run.objects.create(project=project, owner=user, name="bench", config=config, queue="cpu")
+
+    return make
+
+
+# ---------------------------------------------------------------- queue latency
+
+def queue_latency(run_factory, n):
+    from django.conf import settings
+
+    from tracking.models import Run
+    from workers.dispatch import enqueue_run
+    from workers.mlflow_logging import make_client
+
+    redis = subprocess.Popen([shutil.which("redis-server"), "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    log_path = TMP / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", "solo", "-Q", "cpu,gpu,default",
+         "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench-{os.getpid()}@%h"],
+        cwd=ROOT, env=dict(os.environ, LOG_LEVEL="INFO"), stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    client = make_client(settings.MLFLOW_TRACKING_URI)
+    latencies = []
+    try:
+        deadline = time.monotonic() + 90
+        while b" ready." not in log_path.read_bytes():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("worker did not start:\n" + log_path.read_text()[-2000:])
+            time.sleep(0.1)
+        config = validate_config({**CONFIG, "epochs": 1})
+        for i in range(n + 1):  # the first run warms the worker's caches; it is not counted
+            run = run_factory(config)
+            t0 = time.perf_counter()
+            enqueue_run(run.pk)
+            first = None
+            while time.perf_counter() - t0 < 30:
+                mlflow_run_id = Run.objects.values_list("mlflow_run_id", flat=True).get(pk=run.pk)
+                if mlflow_run_id and client.get_metric_history(mlflow_run_id, "train_loss"):
+                    first = time.perf_counter() - t0
+                    break
+                time.sleep(0.01)
+            if first is None:
+                raise RuntimeError("no step logged within 30 s:\n" + log_path.read_text()[-2000:])
+            while Run.objects.values_list("status", flat=True).get(pk=run.pk) not in Run.FINAL:
+                time.sleep(0.02)
+            if i:
+                latencies.append(first)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        redis.terminate()
+        redis.wait(10)
+    return latencies
+
+
+def p95(values):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def main():
+    call_command("migrate", verbosity=0)
+    use_threads_from_env()
+    run_factory = make_run_factory()
+    from workers.mlflow_logging import make_client
+
+    make_client(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()  # create the store once
+    engine_run(CONFIG, run_factory)  # warm: imports, caches, the writer process
+    bare_loop(CONFIG)
+
+    bare, loop, drained, total = [], [], [], []
+    for _ in range(REPEATS):  # interleaved, so that machine noise hits both alike
+        seconds, steps = bare_loop(CONFIG)
+        bare.append(seconds)
+        loop_s, drained_s, total_s, engine_steps = engine_run(CONFIG, run_factory)
+        loop.append(loop_s)
+        drained.append(drained_s)
+        total.append(total_s)
+    assert engine_steps == steps
+    b, lp, dr, tt = (statistics.median(v) for v in (bare, loop, drained, total))
+    naive_s, _ = naive_mlflow_loop(CONFIG)
+    overhead = (lp - b) / b * 100
+    throughput = b / dr
+    print(f"digits MLP, batch 32, 10 epochs = {steps} steps; median of {REPEATS}; torch threads "
+          f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"  bare PyTorch loop:                        {b * 1000:8.1f} ms  ({steps / b:6.0f} steps/s)")
+    print(f"  our engine, full logging, training loop:  {lp * 1000:8.1f} ms  overhead {overhead:+.1f}%")
+    print(f"  ... until every point and artifact is stored: {dr * 1000:5.1f} ms  ({steps / dr:6.0f} steps/s, "
+          f"throughput {throughput:.2f} of bare)")
+    print(f"  ... with run set-up and final state (once a run): {tt * 1000:.1f} ms")
+    print(f"  bare loop + mlflow.log_metric per step:   {naive_s * 1000:8.1f} ms  ({naive_s / b:.1f}x bare, "
+          f"throughput {b / naive_s:.3f} of bare)")
+
+    lat = queue_latency(run_factory, LATENCY_RUNS)
+    print(f"queue latency, enqueue -> first train_loss point in MLflow, warm worker, {len(lat)} runs: "
+          f"median {statistics.median(lat) * 1000:.0f} ms, p95 {p95(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms")
+    ok = overhead <= 3 and throughput >= 0.9 and p95(lat) < 1.0
+    print(f"SUMMARY overhead {overhead:+.1f}% (target <= 3%), throughput {throughput:.2f}x bare (target >= 0.9), "
+          f"naive log_metric {naive_s / b:.1f}x bare, queue latency p95 {p95(lat) * 1000:.0f} ms (target < 1000): "
+          f"{'all targets met' if ok else 'TARGETS MISSED'}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)

@@ -62,17 +62,24 @@ def rank(recommendations: list[dict], records: dict) -> list[dict]:
 
 def _store(run: Run, answer: dict) -> None:
     records = team_records(run.project.team_id, [r["rule"] for r in answer["recommendations"]])
+    ranked = rank(answer["recommendations"], records)
     with transaction.atomic():
         Run.objects.filter(pk=run.pk).update(analysis=answer, analysed_at=timezone.now())
-        run.recommendations.filter(state=Recommendation.State.NEW).delete()
-        kept = set(run.recommendations.values_list("rule", flat=True))
+        # NEW rows are replaced; a rule recommended again keeps its row (and the pk an email links to)
+        run.recommendations.filter(state=Recommendation.State.NEW).exclude(
+            rule__in=[r["rule"] for r in ranked]).delete()
+        existing = {r.rule: r for r in run.recommendations.select_for_update()}
         position = 0
-        for rec in rank(answer["recommendations"], records):
-            if rec["rule"] in kept:
+        for rec in ranked:
+            fields = dict(diagnosis=rec["diagnosis"], change=rec["change"], rationale=rec["rationale"],
+                          confidence=rec["confidence"], rank=position)
+            row = existing.get(rec["rule"])
+            if row is None:
+                Recommendation.objects.create(run=run, rule=rec["rule"], **fields)
+            elif row.state == Recommendation.State.NEW:
+                Recommendation.objects.filter(pk=row.pk).update(**fields)
+            else:  # applied or dismissed: kept as it was
                 continue
-            Recommendation.objects.create(run=run, rule=rec["rule"], diagnosis=rec["diagnosis"],
-                                          change=rec["change"], rationale=rec["rationale"],
-                                          confidence=rec["confidence"], rank=position)
             position += 1
 
 

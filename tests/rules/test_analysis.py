@@ -138,3 +138,11 @@ def test_the_worker_runs_the_analyse_run_task_by_name(celery_worker_process, tea
     assert run.analysed_at is not None, celery_worker_process.log()[-2000:]
     assert run.analysis["diagnoses"][0]["id"] == "overfitting"
     assert run.recommendations.count() == len(run.analysis["recommendations"])
+
+
+def test_a_repeated_analysis_keeps_the_rows_an_email_links_to(team_users):
+    run = make_run(team_users, logged_overfitting_run())
+    run_analyse(run.pk)
+    before = dict(run.recommendations.values_list("rule", "pk"))
+    run_analyse(run.pk, final=True)
+    assert dict(run.recommendations.values_list("rule", "pk")) == before

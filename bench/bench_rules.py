@@ -56,17 +56,22 @@ def improvement(parent: float, child: float) -> float:
     return max(-1.0, (parent - child) / abs(parent)) if parent else 0.0
 
 
-def advise_time(advise) -> float:
+def advise_time(advise, all_step_metrics=False) -> float:
+    """Median ms of advise on 200 epochs x 1,000 steps: train_loss per step (and, with
+    all_step_metrics, lr and grad_norm per step too: 600,000 points) plus val_loss per epoch."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     n, spe = 200_000, 1000
     steps = np.arange(n)
     loss = 0.1 + 2.2 * np.exp(-steps / 40_000) * (1 + 0.1 * rng.standard_normal(n))
-    run = {"config": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "epochs": 200},
-           "metrics": {"train_loss": [[int(s), float(v)] for s, v in zip(steps, loss)],
-                       "val_loss": [[e, float(0.15 + 2.2 * math.exp(-e * spe / 40_000))] for e in range(1, 201)]},
-           "steps_per_epoch": spe, "status": "finished"}
+    metrics = {"train_loss": [[int(s), float(v)] for s, v in zip(steps, loss)],
+               "val_loss": [[e, float(0.15 + 2.2 * math.exp(-e * spe / 40_000))] for e in range(1, 201)]}
+    if all_step_metrics:
+        metrics["lr"] = [[int(s), 0.05 * (1 + math.cos(math.pi * s / n))] for s in steps]
+        metrics["grad_norm"] = [[int(s), float(v)] for s, v in zip(steps, 1 + rng.random(n))]
+    run = {"config": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "epochs": 200, "scheduler": "cosine"},
+           "metrics": metrics, "steps_per_epoch": spe, "status": "finished"}
     times = []
     for _ in range(15):
         t0 = time.perf_counter()
@@ -132,6 +137,7 @@ def main():
     bf_mean = statistics.mean(r["fixed"][best_fixed] for r in rows)
     false_alarms = healthy_alarms / max(1, healthy_n)
     ms = advise_time(advise)
+    ms_all = advise_time(advise, all_step_metrics=True)
 
     print()
     print(f"{'':34s}{'hit rate':>10s}{'mean improvement':>18s}{'share of oracle':>17s}")
@@ -144,7 +150,8 @@ def main():
         f"{lab} {sum(r['engine'] >= HIT for r in rows if r['label'] == lab)}/{sum(r['label'] == lab for r in rows)}"
         for lab in sorted({r['label'] for r in rows})))
     print(f"false alarms on healthy runs: {healthy_alarms}/{healthy_n} ({false_alarms:.0%})")
-    print(f"advise on 200,000 step points: {ms:.1f} ms (median of 15)")
+    print(f"advise on 200,000 step points: {ms:.1f} ms (median of 15); with lr and grad_norm per step too "
+          f"(600,000 points): {ms_all:.1f} ms")
     print(f"trainings this time: {trainer.trained} ({trainer.seconds:.0f}s); total bench {time.perf_counter() - t0:.0f}s")
     print(f"SUMMARY rules{' (held out)' if heldout else ''}: hit rate {hit:.0%} on {n} unhealthy runs (target >=85%), {engine_mean / oracle_mean:.0%} of oracle "
           f"improvement (target >=70%; random {rand_mean / oracle_mean:.0%}, best fixed {bf_mean / oracle_mean:.0%}), "

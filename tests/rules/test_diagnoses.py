@@ -160,3 +160,32 @@ def test_ordering_reflects_confidence_best_first():
     recs = advise(c.run(train, val))["recommendations"]
     confidences = [r["confidence"] for r in recs]
     assert confidences == sorted(confidences, reverse=True)
+
+
+def _lr_and_loss(lr_of_step, loss_of_step, n):
+    return {"lr": [[i, float(lr_of_step(i))] for i in range(n)],
+            "train_loss": [[i, float(loss_of_step(i))] for i in range(n)]}
+
+
+def test_a_loss_that_jumps_during_warm_up_is_blamed_on_the_peak_lr():
+    n = 400  # 20 epochs of 20 steps; warm-up over the first 2 epochs to lr 1.0, where the loss blows up
+    metrics = _lr_and_loss(lambda i: min(1.0, 0.01 + i / 40), lambda i: 2.3 * np.exp(-i / 20) + (0 if i < 30 else 0.5 * 1.08 ** min(i - 30, 60)), n)
+    answer = advise({"config": {"optimizer": "sgd", "lr": 1.0, "warmup_epochs": 2, "epochs": 20},
+                     "metrics": metrics, "steps_per_epoch": 20, "status": "finished"})
+    d = first(answer)
+    assert d["id"] == "diverging"
+    assert "while the LR rose to 1" in d["evidence"]
+    assert answer["recommendations"][0]["rule"] == "diverging.lower_lr"
+    assert "diverging.add_warmup" not in rules(answer)
+
+
+def test_the_evidence_says_when_the_loss_responded_to_an_lr_decay():
+    n = 600  # step decay x0.1 at step 300 after a plateau; the loss drops 40% right after it
+    metrics = _lr_and_loss(lambda i: 0.1 if i < 300 else 0.01,
+                           lambda i: (0.5 + 1.8 * np.exp(-i / 30)) * (1 if i < 300 else 0.6), n)
+    metrics["val_loss"] = [[e, float(np.mean([v for s, v in metrics["train_loss"] if (e - 1) * 20 <= s < e * 20]) * 1.05)]
+                           for e in range(1, 31)]
+    answer = advise({"config": {"optimizer": "sgd", "lr": 0.1, "scheduler": "step", "step_size": 15, "epochs": 30},
+                     "metrics": metrics, "steps_per_epoch": 20, "status": "finished"})
+    assert any("right after the LR decayed at step 30" in d["evidence"] or "when the LR decayed at step 30" in d["evidence"]
+               for d in answer["diagnoses"]), answer["diagnoses"]

@@ -327,8 +327,24 @@ DETECTORS = (_diverging, _unstable, _overfitting, _underfitting, _not_converged,
 PRIORITY = {"diverging": 5, "unstable": 4, "overfitting": 3, "underfitting": 2, "not_converged": 1, "plateau": 0}
 
 
+def _schedule_evidence(f: Features, found: list[Diagnosis]) -> None:
+    """Add how the loss responded to warm-up and LR decay to the evidence it explains."""
+    resp = f.extra.get("lr_response") or {}
+    jump = resp.get("warmup_jump", 0)
+    for d in found:
+        if d.id in ("diverging", "unstable") and jump >= 1.5:
+            d.evidence += (f"; the loss jumped {num(jump)}x while the LR rose to {num(resp['peak_lr'])}"
+                           f" (step {resp['peak_step']}): the peak LR is too high even with warm-up")
+            d.facts["warmup_jump"] = jump
+        if d.id in ("plateau", "not_converged", "underfitting") and resp.get("decay_gain", 0) >= 0.1:
+            d.evidence += (f"; the loss fell {pct(resp['decay_gain'])} right after the LR decayed at step"
+                           f" {resp['decay_step']}: it responds to annealing")
+            d.facts["decay_gain"] = resp["decay_gain"]
+
+
 def diagnose(f: Features) -> list[Diagnosis]:
     found = [d for d in (detect(f) for detect in DETECTORS) if d is not None and d.severity > 0.05]
+    _schedule_evidence(f, found)
     div = next((d for d in found if d.id == "diverging"), None)
     if div is not None and div.severity >= FINDING:
         # a run that blew up or collapsed: its oscillation or slow progress is a symptom, not the cause
@@ -349,5 +365,8 @@ def diagnose(f: Features) -> list[Diagnosis]:
     else:
         ev, epochs = "too few points to find a problem", [1, 1]
     strongest = max((d.severity for d in found), default=0.0)
+    resp = f.extra.get("lr_response") or {}
+    if resp.get("decay_gain", 0) >= 0.1:
+        ev += f"; the loss fell {pct(resp['decay_gain'])} when the LR decayed at step {resp['decay_step']}"
     healthy = Diagnosis("healthy", round(1.0 - strongest, 3), ev, epochs, {})
     return [healthy] + found

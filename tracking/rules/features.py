@@ -311,6 +311,42 @@ def _step_facts(steps: Series | None, initial: float, floor: float):
     return noise, blow
 
 
+def lr_response(curves: Curves, floor: float) -> dict:
+    """How the loss responded to the LR schedule: the jump of the loss while the LR warmed up, and
+    the loss gained right after the largest step decay. Empty without an lr and a train_loss series."""
+    lr, steps = curves.lr, curves.train_steps
+    if lr is None or steps is None or len(lr) < 20 or len(steps) < 20:
+        return {}
+    nb = int(min(100, len(steps) // 4))
+    s0, span = steps.steps[0], steps.steps[-1] - steps.steps[0] + 1
+    loss = _bin_means(np.clip(((steps.steps - s0) * nb // span).astype(np.int64), 0, nb - 1), steps.values, nb)
+    lrb = _bin_means(np.clip(((lr.steps - s0) * nb // span).astype(np.int64), 0, nb - 1), lr.values, nb)
+    good = np.isfinite(lrb) & (lrb > 0)
+    if good.sum() < 10:
+        return {}
+    idx = np.arange(nb)
+    lrb = np.interp(idx, idx[good], lrb[good])
+    out = {}
+    peak = int(np.argmax(lrb))
+    if peak > 0 and lrb[0] < 0.5 * lrb[peak]:  # a warm-up (or a one-cycle rise)
+        window = loss[: min(nb, peak + 3)]
+        finite = np.isfinite(window)
+        if finite.sum() >= 2:
+            running_min = np.fmin.accumulate(np.where(finite, window, np.inf))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                jump = np.nanmax(np.where(finite, window / (running_min + floor), np.nan))
+            out.update(warmup_jump=float(jump), peak_lr=float(lrb[peak]),
+                       peak_step=int(s0 + (peak + 0.5) * span / nb))
+    ratios = lrb[:-1] / lrb[1:]
+    d = int(np.argmax(ratios)) + 1
+    if ratios[d - 1] >= 2 and 3 <= d <= nb - 4:
+        before, after = np.nanmedian(loss[d - 3:d]), np.nanmedian(loss[d + 1:d + 4])
+        if np.isfinite(before) and np.isfinite(after):
+            out.update(decay_gain=float((before - after) / (abs(before) + floor)),
+                       decay_step=int(s0 + d * span / nb))
+    return out
+
+
 def compute_features(run: RunInput) -> Features:
     curves = build_curves(run)
     init = curves.initial_loss if np.isfinite(curves.initial_loss) else 1.0
@@ -333,4 +369,5 @@ def compute_features(run: RunInput) -> Features:
     n = len(curves.val) if curves.val is not None else len(curves.train) if curves.train is not None else 0
     return Features(curves=curves, config=run.config, status=run.status, n=n, planned_epochs=planned,
                     train=tr, val=va, floor=floor, step_noise=noise, step_blowup=blow,
-                    grad_spikes=spikes, lr_constant=lr_constant)
+                    grad_spikes=spikes, lr_constant=lr_constant,
+                    extra={"lr_response": lr_response(curves, floor)})

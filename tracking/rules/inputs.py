@@ -42,12 +42,20 @@ class RunInput:
     status: str = "finished"
 
 
+# Metrics the engine only summarises (percentiles, constant or not, the schedule's shape): a long
+# series of these is read every k-th point, so a run of 3 x 200,000 step points stays fast.
+SUMMARISED = ("lr", "grad_norm", "train_accuracy", "val_accuracy")
+SUMMARY_POINTS = 20_000
+
+
 def _series(name: str, points) -> Series:
     where = f"metrics.{name}"
     if not isinstance(points, (list, tuple)):
         raise RunInputError(where, "must be a list of [step, value] pairs")
     if not points:
         return Series(np.empty(0), np.empty(0))
+    if len(points) > SUMMARY_POINTS and _canonical(name) in SUMMARISED:
+        points = points[:: len(points) // SUMMARY_POINTS]
     try:
         if any(isinstance(p, (str, bytes, dict)) or len(p) != 2 for p in (points[0], points[-1])):
             raise TypeError
@@ -63,6 +71,12 @@ def _series(name: str, points) -> Series:
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]
     return Series(np.ascontiguousarray(steps), np.ascontiguousarray(values))
+
+
+def _canonical(name: str) -> str:
+    from .features import ALIASES
+
+    return ALIASES.get(name.lower(), name)
 
 
 def read_run_input(data) -> RunInput:

@@ -231,7 +231,9 @@ def _always(ctx):
 
 
 def _early_trouble(ctx):
-    return bool(ctx.diagnosis.facts.get("early")) and ctx.config["warmup_epochs"] == 0 and ctx.config["epochs"] >= 2
+    # no warm-up yet, and trouble from the start (a warm-up the loss already jumped in is not the fix)
+    return (bool(ctx.diagnosis.facts.get("early")) and ctx.config["warmup_epochs"] == 0
+            and ctx.config["epochs"] >= 2 and "warmup_jump" not in ctx.diagnosis.facts)
 
 
 def _no_clip(ctx):

@@ -83,6 +83,8 @@ def test_nan_and_inf_written_as_strings_are_read(tmp_path):
     ('{"config": {}, "metrics": {"train_loss": "fast"}}', "metrics.train_loss"),
     ('{"config": {}, "metrics": {"train_loss": [[0, "abc"]]}}', "metrics.train_loss"),
     ('{"config": {}, "metrics": {"train_loss": [], "val_loss": []}}', "no metric point"),
+    ('{"config": {}, "metrics": {"val_accuracy": [[1, 0.5], [2, 0.6]]}}', "no loss curve"),
+    ('{"config": {}, "metrics": {"train_loss": [[0, true], [1, false]]}}', "metrics.train_loss"),
     ('{"config": 3, "metrics": {"val_loss": [[1, 0.5]]}}', "config"),
     ('{"config": {}, "metrics": {"val_loss": [[1, 0.5]]}, "status": "done"}', "status"),
     ('{"config": {}, "metrics": {"val_loss": [[1, 0.5]]}, "steps_per_epoch": -1}', "steps_per_epoch"),

@@ -57,7 +57,8 @@ def _series(name: str, points) -> Series:
     if len(points) > SUMMARY_POINTS and _canonical(name) in SUMMARISED:
         points = points[:: len(points) // SUMMARY_POINTS]
     try:
-        if any(isinstance(p, (str, bytes, dict)) or len(p) != 2 for p in (points[0], points[-1])):
+        if any(isinstance(p, (str, bytes, dict)) or len(p) != 2 or isinstance(p[0], bool) or isinstance(p[1], bool)
+               for p in (points[0], points[-1])):
             raise TypeError
         flat = np.fromiter(itertools.chain.from_iterable(points), dtype=float, count=2 * len(points))
     except (TypeError, ValueError):
@@ -96,6 +97,10 @@ def read_run_input(data) -> RunInput:
         series[name] = _series(name, points)
     if not any(len(s) for s in series.values()):
         raise RunInputError("metrics", "no metric point at all: nothing to analyse")
+    losses = ("train_loss", "train_loss_epoch", "val_loss")
+    if not any(len(s) and _canonical(name) in losses for name, s in series.items()):
+        raise RunInputError("metrics", "no loss curve: give train_loss, val_loss (or an alias such as loss, "
+                                       "eval_loss) as [[step, value], ...]")
     spe = data.get("steps_per_epoch")
     if spe is not None:
         if isinstance(spe, str) and spe.strip().isdigit():

@@ -1,0 +1,48 @@
+"""Every rule in the registry: a named unit whose change, computed from the config, validates."""
+import pytest
+
+from tracking.config import apply_change, validate_config
+from tracking.rules import RULES
+from tracking.rules.diagnoses import Diagnosis
+from tracking.rules.engine import analyse
+from tracking.rules.rules import Context, read_config
+
+from . import curves as c
+
+CONFIGS = [
+    {"optimizer": "sgd", "lr": 0.005, "epochs": 20, "batch_size": 8},
+    {"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True, "epochs": 30, "batch_size": 512,
+     "weight_decay": 0.05, "dropout": 0.5, "label_smoothing": 0.2, "scheduler": "step"},
+    {"optimizer": "adam", "lr": 0.001, "epochs": 50, "batch_size": 256},
+    {"optimizer": "adamw", "lr": 0.0001, "weight_decay": 0.5, "epochs": 40, "grad_clip": 1.0, "augment": True},
+    {"optimizer": "adam", "lr": 0.001, "epochs": 10, "init_from_run": 1, "freeze_layers": 2},  # fine-tuning
+]
+FACTS = [{"nonfinite": True, "early": True, "ratio": 5.0, "late_share": 0.3},
+         {"nonfinite": False, "early": False, "ratio": 1.5, "late_share": 0.05}]
+
+
+def features():
+    train, val = c.unstable()
+    f, _, _ = analyse(c.run(train, val, grad_norm=[[i, 1.0 + (i % 50 == 0) * 30] for i in range(600)]))
+    return f
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
+def test_each_rule_proposes_a_valid_absolute_change(rule):
+    assert rule.id.startswith(rule.diagnosis + ".") and rule.rationale and 0 < rule.confidence <= 1
+    f = features()
+    applied = 0
+    for raw, facts in [(raw, facts) for raw in CONFIGS for facts in FACTS]:
+        config = validate_config(raw)
+        ctx = Context(read_config(config), f, Diagnosis(rule.diagnosis, 0.9, "", [1, 2], dict(facts)))
+        if not rule.when(ctx):
+            continue
+        change = rule.change(ctx)
+        assert change and any(config[k] != v for k, v in change.items())
+        apply_change(config, change)
+        applied += 1
+    assert applied, f"{rule.id} applies to none of the test configs"
+
+
+def test_rule_ids_are_unique():
+    assert len({r.id for r in RULES}) == len(RULES)

@@ -67,10 +67,10 @@ def series_append(run_id, points_by_key):
     before a series' last step are ignored, so a resumed run never doubles a step."""
     from tracking.models import MetricSeries
 
-    for key, points in points_by_key.items():
-        if not points:
-            continue
-        with transaction.atomic():
+    with transaction.atomic():  # one commit for all the metrics
+        for key, points in points_by_key.items():
+            if not points:
+                continue
             series, _ = MetricSeries.objects.select_for_update().get_or_create(run_id=run_id, key=key)
             fresh = [(int(s), float(v)) for s, v in points if s > series.last_step]
             if not fresh:

@@ -139,6 +139,8 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 RUN_HEARTBEAT_TIMEOUT = envint("RUN_HEARTBEAT_TIMEOUT", 120)
 RUN_MAX_ATTEMPTS = envint("RUN_MAX_ATTEMPTS", 3)
 RUN_RESEND_AFTER = envint("RUN_RESEND_AFTER", 1800)
+# A checkpoint is logged at an epoch end at most this often (seconds; 0: every epoch).
+RUN_CHECKPOINT_SECONDS = float(os.environ.get("RUN_CHECKPOINT_SECONDS", "2"))
 
 # MLflow: an absolute tracking URI, experiments created with an explicit artifact location.
 MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{VAR_DIR / 'mlflow.db'}")

@@ -15,6 +15,7 @@ an epoch ended.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.callbacks import Callback, EarlyStopping
+from workers.callbacks import EarlyStopping
 from workers.datasets import load_dataset
 from workers.nets import build_model
 from workers.schedules import Schedule
@@ -54,6 +55,14 @@ class FitResult:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def use_threads_from_env() -> int:
+    """torch's CPU threads: OMP_NUM_THREADS, else 1. Small models train fastest on one thread,
+    and several threads on a busy machine are many times slower."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else 1)
+    return torch.get_num_threads()
 
 
 def make_optimizer(config, params):

@@ -1,5 +1,6 @@
 """MLflow logging for the training engine: params once, the DESIGN.md metrics with their
-steps, the `steps_per_epoch` tag, a checkpoint artifact at each epoch end and the final model.
+steps, the `steps_per_epoch` tag, a checkpoint artifact at the end of each epoch (at most
+every CHECKPOINT_SECONDS, and where a run is stopped) and the final model.
 
 Per-step metrics are buffered and handed, a batch at a time, to a writer *process* that
 sends them with `MlflowClient.log_batch` in chunks of 1,000 (as W&B's service process
@@ -13,13 +14,15 @@ Nothing here imports Django: the worker's service passes the tracking URI and pa
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
 import math
 import multiprocessing as mp
-import queue
+import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -33,7 +36,9 @@ log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 1000          # MLflow's limit of metrics per log_batch call
 FLUSH_POINTS = 3000         # hand the buffer to the writer at this many points...
-FLUSH_SECONDS = 1.0         # ...or this often
+FLUSH_SECONDS = 0.5         # ...or this often
+CHECKPOINT_SECONDS = 2.0    # a checkpoint at an epoch end at most this often (every epoch once
+                            # epochs are longer): tiny epochs would spend more on it than on training
 CHECKPOINT_PATH = "checkpoints"
 CHECKPOINT_FILE = "last.pt"
 MODEL_PATH = "model"
@@ -116,70 +121,139 @@ def download_checkpoint(client, run_id, dst_dir):
 # ------------------------------------------------------------------ the writer process
 
 class MlflowWriter:
-    """A child process that performs MLflow writes in the order they were handed to it."""
+    """A child process that performs MLflow writes in the order they were handed to it.
+
+    Messages go through a pipe, pickled in the caller's thread (a multiprocessing.Queue's
+    feeder thread would fight the training loop for the GIL); a full pipe (the writer far
+    behind) makes the caller wait: back-pressure rather than unbounded memory.
+    """
 
     def __init__(self, tracking_uri, retry=None):
         ctx = mp.get_context("spawn")
         self.tracking_uri = tracking_uri
-        self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
+        child_in, self._to_child = ctx.Pipe(duplex=False)
+        self._from_child, child_out = ctx.Pipe(duplex=False)
+        _grow_pipe(self._to_child)
         self.proc = ctx.Process(target=_writer_main, name="mlflow-writer", daemon=True,
-                                args=(tracking_uri, dict(RETRY, **(retry or {})), self.inbox, self.outbox))
-        self.proc.start()
+                                args=(tracking_uri, dict(RETRY, **(retry or {})), child_in, child_out))
+        with _main_module_hidden():
+            self.proc.start()
+        child_in.close()
+        child_out.close()
         self._tokens = itertools.count()
         self.errors = {}  # run_id -> first error
 
     def is_alive(self):
         return self.proc.is_alive()
 
+    def _send(self, message):
+        try:
+            self._to_child.send(message)
+        except (OSError, EOFError) as exc:
+            raise MlflowUnavailable(f"the MLflow writer process is gone ({exc})") from None
+
     def log_metrics(self, run_id, points):
         """points: [(key, value, timestamp_ms, step), ...]"""
         if points:
-            self.inbox.put(("metrics", run_id, points))
+            self._send(("metrics", run_id, points))
 
-    def log_artifact(self, run_id, local_path, artifact_path, remove_after=True):
-        self.inbox.put(("artifact", run_id, str(local_path), artifact_path, remove_after))
+    def log_artifact_object(self, run_id, artifact_path, filename, obj):
+        """torch.save(obj) as an artifact. Tensors travel as numpy arrays (a copy, cheap to
+        pickle) and the writer process does the serialising, off the training loop."""
+        self._send(("artifact", run_id, artifact_path, filename, _portable(obj)))
 
     def terminate_run(self, run_id, status):
-        self.inbox.put(("terminate", run_id, status, int(time.time() * 1000)))
+        self._send(("terminate", run_id, status, int(time.time() * 1000)))
 
-    def poll_errors(self):
-        while True:
-            try:
-                kind, run_id, message = self.outbox.get_nowait()[:3]
-            except queue.Empty:
-                return
-            if kind == "error":
-                self.errors.setdefault(run_id, message)
+    def _take(self, message):
+        if message[0] == "error":
+            self.errors.setdefault(message[1], message[2])
 
     def error_for(self, run_id):
-        self.poll_errors()
+        try:
+            while self._from_child.poll():
+                self._take(self._from_child.recv())
+        except (OSError, EOFError):
+            pass
         return self.errors.get(run_id)
 
     def flush(self, timeout=600.0):
-        """Wait until everything handed over so far is written; raise MlflowUnavailable on an error."""
+        """Wait until everything handed over so far is written (errors are kept per run)."""
         token = next(self._tokens)
-        self.inbox.put(("flush", token))
+        self._send(("flush", token))
         deadline = time.monotonic() + timeout
         while True:
             try:
-                message = self.outbox.get(timeout=0.2)
-            except queue.Empty:
+                ready = self._from_child.poll(0.2)
+                message = self._from_child.recv() if ready else None
+            except (OSError, EOFError):
+                raise MlflowUnavailable("the MLflow writer process died") from None
+            if message is None:
                 if not self.proc.is_alive():
                     raise MlflowUnavailable("the MLflow writer process died") from None
                 if time.monotonic() > deadline:
                     raise MlflowUnavailable(f"MLflow writes did not finish within {timeout:.0f}s") from None
-                continue
-            if message[0] == "error":
-                self.errors.setdefault(message[1], message[2])
             elif message[0] == "flushed" and message[1] == token:
                 return
+            else:
+                self._take(message)
 
     def close(self):
         if self.proc.is_alive():
-            self.inbox.put(("stop",))
+            try:
+                self._to_child.send(("stop",))
+            except OSError:
+                pass
             self.proc.join(10)
         if self.proc.is_alive():
             self.proc.kill()
+
+
+class _Array:
+    """A tensor in transit, as a numpy array (torch.from_numpy restores its dtype)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _portable(obj):
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        if t.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
+            return t.to("cpu", copy=True)  # no numpy twin: pickled as a tensor
+        return _Array(t.cpu().numpy().copy())
+    if isinstance(obj, dict):
+        return {k: _portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if len(obj) > 32 and isinstance(obj[0], (int, float, str)):
+            return obj  # a long run of numbers (an RNG state): nothing to convert
+        return type(obj)(_portable(v) for v in obj)
+    return obj
+
+
+def _restored(obj):
+    import torch
+
+    if isinstance(obj, _Array):
+        return torch.from_numpy(obj.array)
+    if isinstance(obj, dict):
+        return {k: _restored(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_restored(v) for v in obj)
+    return obj
+
+
+def _grow_pipe(conn, size=1 << 20):
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), 1031, size)  # F_SETPIPE_SZ (Linux): room for a few checkpoints
+    except (ImportError, OSError):
+        pass
 
 
 _writers = {}
@@ -195,6 +269,23 @@ def shared_writer(tracking_uri) -> MlflowWriter:
         return writer
 
 
+@contextlib.contextmanager
+def _main_module_hidden():
+    """The writer needs nothing from __main__: hide it from `spawn`, which would otherwise run
+    a caller's unguarded script again in the child."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
 def _die_with_parent():
     try:
         import ctypes
@@ -207,10 +298,15 @@ def _die_with_parent():
 
 def _writer_main(tracking_uri, retry, inbox, outbox):
     _die_with_parent()
+    os.nice(5)  # on a busy core the training goes first (the writer still keeps up: checkpoints matter)
+    import torch
     from mlflow.entities import Metric
+
+    torch.set_num_threads(1)
 
     client = make_client(tracking_uri)
     parent = mp.parent_process()
+    tmp = Path(tempfile.mkdtemp(prefix="runwise-artifacts-"))
     failed = {}  # run_id -> error: later writes of that run are dropped
 
     def attempt(run_id, what, fn):
@@ -220,47 +316,53 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
             retrying(fn, what=f"MLflow {what}", **retry)
         except MlflowUnavailable as exc:
             failed[run_id] = str(exc)
-            outbox.put(("error", run_id, str(exc)))
+            outbox.send(("error", run_id, str(exc)))
+
+    def receive(timeout):
+        try:
+            return inbox.recv() if inbox.poll(timeout) else None
+        except EOFError:  # the training process is gone
+            return ("stop",)
 
     pending = []
-    while True:
-        if not pending:
-            try:
-                pending.append(inbox.get(timeout=1.0))
-            except queue.Empty:
+    try:
+        while True:
+            message = pending.pop(0) if pending else receive(1.0)
+            if message is None:
                 if parent is not None and not parent.is_alive():
                     return
                 continue
-        message = pending.pop(0)
-        kind = message[0]
-        if kind == "stop":
-            return
-        if kind == "flush":
-            outbox.put(("flushed", message[1]))
-        elif kind == "metrics":
-            run_id, points = message[1], list(message[2])
-            # Coalesce the metric batches of the same run waiting behind this one.
-            while len(points) < 20 * BATCH_LIMIT:
-                try:
-                    nxt = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt[0] == "metrics" and nxt[1] == run_id:
-                    points.extend(nxt[2])
-                else:
-                    pending.append(nxt)
-                    break
-            for start in range(0, len(points), BATCH_LIMIT):
-                chunk = [Metric(k, v, ts, s) for k, v, ts, s in points[start:start + BATCH_LIMIT]]
-                attempt(run_id, "log_batch", lambda chunk=chunk: client.log_batch(run_id, metrics=chunk, synchronous=True))
-        elif kind == "artifact":
-            _, run_id, local_path, artifact_path, remove_after = message
-            attempt(run_id, "log_artifact", lambda: client.log_artifact(run_id, local_path, artifact_path))
-            if remove_after:
-                Path(local_path).unlink(missing_ok=True)
-        elif kind == "terminate":
-            _, run_id, status, end_time = message
-            attempt(run_id, "set_terminated", lambda: client.set_terminated(run_id, status, end_time))
+            kind = message[0]
+            if kind == "stop":
+                return
+            if kind == "flush":
+                outbox.send(("flushed", message[1]))
+            elif kind == "metrics":
+                run_id, points = message[1], list(message[2])
+                while len(points) < 20 * BATCH_LIMIT:  # coalesce this run's batches waiting behind
+                    nxt = receive(0)
+                    if nxt is None:
+                        break
+                    if nxt[0] == "metrics" and nxt[1] == run_id:
+                        points.extend(nxt[2])
+                    else:
+                        pending.append(nxt)
+                        break
+                for start in range(0, len(points), BATCH_LIMIT):
+                    chunk = [Metric(k, v, ts, s) for k, v, ts, s in points[start:start + BATCH_LIMIT]]
+                    attempt(run_id, "log_batch", lambda chunk=chunk: client.log_batch(run_id, metrics=chunk))
+            elif kind == "artifact":
+                _, run_id, artifact_path, filename, obj = message
+                folder = Path(tempfile.mkdtemp(dir=tmp))
+                torch.save(_restored(obj), folder / filename)
+                attempt(run_id, f"log_artifact {artifact_path}/{filename}",
+                        lambda: client.log_artifact(run_id, str(folder / filename), artifact_path))
+                shutil.rmtree(folder, ignore_errors=True)
+            elif kind == "terminate":
+                _, run_id, status, end_time = message
+                attempt(run_id, "set_terminated", lambda: client.set_terminated(run_id, status, end_time))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ the callback
@@ -268,65 +370,66 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
 class MlflowLogger(Callback):
     """Logs a Training to one MLflow run (created by the caller: never an implicit run).
 
-    `resume=True` when the MLflow run already has data from an earlier attempt: points with a
-    step already in MLflow are not logged again, so each step and epoch appears once.
+    The points come from the training's own history: a step costs the loop one timestamp,
+    and the new points are handed to the writer every `flush_seconds` (or `flush_points`:
+    big batches cost MLflow half as much a point), before each checkpoint, and at the end. `resume=True` when the
+    MLflow run already has data from an earlier attempt: a point whose step is already in
+    MLflow is not logged again, so each step and epoch appears once.
     """
 
     order = 90  # after the callbacks that may stop the run at an epoch end
 
     def __init__(self, client, run_id, writer, *, resume=False, log_checkpoints=True, log_model=True,
-                 flush_points=FLUSH_POINTS, flush_seconds=FLUSH_SECONDS):
+                 flush_points=FLUSH_POINTS, flush_seconds=FLUSH_SECONDS, checkpoint_seconds=CHECKPOINT_SECONDS):
         self.client, self.run_id, self.writer = client, run_id, writer
         self.resume = resume
         self.log_checkpoints, self.log_model = log_checkpoints, log_model
-        self.flush_points, self.flush_seconds = flush_points, flush_seconds
-        self.buffer = []
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = 0.0
+        self.flush_steps = max(1, flush_points // len(STEP_METRICS))
+        self.flush_seconds = flush_seconds
         self.logged_through = {}  # metric -> last step already in MLflow (resume only)
-        self.tmp = Path(tempfile.mkdtemp(prefix="runwise-ckpt-"))
-        self._last_flush = time.monotonic()
-        self._flushed_a_step = False
-        self._checkpoints = itertools.count()
+        self._sent = {}           # metric -> how many of training.history[metric] were handed over
+        self._times = {}          # step or ("epoch", n) -> timestamp (ms)
+        self._pending_steps = 0
+        self._next_check = 0.0
 
     # -- hooks
     def on_fit_start(self, training):
-        run_id = self.run_id
         params = config_params(training.config)
         call("log params", lambda: self._log_params(params, training.steps_per_epoch))
         if self.resume:
-            self.logged_through = logged_steps(self.client, run_id, STEP_METRICS + EPOCH_METRICS)
-            # What an earlier attempt computed but never stored (from the checkpoint's history).
-            for key, points in training.history.items():
-                for step, value in points:
-                    self._add(key, value, step)
-        self._last_flush = time.monotonic()
+            self.logged_through = logged_steps(self.client, self.run_id, STEP_METRICS + EPOCH_METRICS)
+        # Points already in the history (a checkpoint's) that MLflow lacks go out with the first flush.
+        self._sent = {key: 0 for key in training.history}
+        self._next_check = time.monotonic() + self.flush_seconds
+        self._last_checkpoint = time.monotonic()
+        self._first_step = True
 
     def on_step_end(self, training):
-        ts = int(time.time() * 1000)
-        step = training.step - 1
-        metrics = training.step_metrics
-        if self.logged_through:
-            for key, value in metrics.items():
-                self._add(key, value, step, ts)
-        else:
-            self.buffer.extend((key, value, ts, step) for key, value in metrics.items())
-        if (len(self.buffer) >= self.flush_points or time.monotonic() - self._last_flush >= self.flush_seconds
-                or not self._flushed_a_step):
-            self._flushed_a_step = True  # the first step goes out at once: the run page shows it
-            self.flush()
+        self._times[training.step - 1] = int(time.time() * 1000)
+        self._pending_steps += 1
+        if self._first_step or self._pending_steps >= self.flush_steps or (
+                self._pending_steps % 16 == 0 and time.monotonic() >= self._next_check):
+            self._first_step = False  # the first step goes out at once: the run page shows it
+            self.flush(training)
 
     def on_epoch_end(self, training):
-        ts = int(time.time() * 1000)
-        for key, value in training.epoch_metrics.items():
-            self._add(key, value, training.epoch, ts)
-        self.flush()
-        if self.log_checkpoints and training.status != "diverged":
-            self.save_checkpoint(training)
+        now = time.monotonic()
+        self._times[("epoch", training.epoch)] = int(time.time() * 1000)
+        if (self.log_checkpoints and training.status != "diverged"
+                and now - self._last_checkpoint >= self.checkpoint_seconds):
+            self._last_checkpoint = now
+            self.flush(training)  # the writer keeps order: these points are stored before the checkpoint
+            self._save(CHECKPOINT_PATH, CHECKPOINT_FILE, training.checkpoint(step_history=False))
+        elif now >= self._next_check:
+            self.flush(training)
         self._raise_writer_error()
 
     def on_fit_end(self, training):
-        self.flush()
+        self.flush(training)
         if self.log_checkpoints and training.status == "stopped":
-            self.save_checkpoint(training)  # where it stopped, mid-epoch
+            self._save(CHECKPOINT_PATH, CHECKPOINT_FILE, training.checkpoint(step_history=False))
         if self.log_model and training.status in ("succeeded", "stopped"):
             self._save(MODEL_PATH, "model.pt", {"state_dict": training.model.state_dict(),
                                                "config": training.config,
@@ -334,10 +437,7 @@ class MlflowLogger(Callback):
                                                "n_classes": training.data.n_classes,
                                                "image_shape": training.data.image_shape})
         self.writer.terminate_run(self.run_id, TERMINAL_STATUS.get(training.status, "FAILED"))
-        try:
-            self.writer.flush()
-        finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.writer.flush()
         self._raise_writer_error()
 
     # -- helpers
@@ -349,28 +449,28 @@ class MlflowLogger(Callback):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
         self.client.log_batch(self.run_id, tags=[RunTag("steps_per_epoch", str(steps_per_epoch))])
 
-    def _add(self, key, value, step, ts=None):
-        if step <= self.logged_through.get(key, -1):
-            return
-        self.buffer.append((key, float(value), ts or int(time.time() * 1000), step))
-
-    def flush(self):
-        if self.buffer:
-            self.writer.log_metrics(self.run_id, self.buffer)
-            self.buffer = []
-        self._last_flush = time.monotonic()
-
-    def save_checkpoint(self, training):
-        ckpt = training.checkpoint(step_history=False)
-        self._save(CHECKPOINT_PATH, CHECKPOINT_FILE, ckpt)
+    def flush(self, training):
+        """Hand the history's new points to the writer."""
+        now = int(time.time() * 1000)
+        points = []
+        for key, history in training.history.items():
+            start = self._sent.get(key, 0)
+            if start == len(history):
+                continue
+            done = self.logged_through.get(key, -1)
+            epochwise = key in EPOCH_METRICS
+            for step, value in history[start:]:
+                if step > done:
+                    ts = self._times.get(("epoch", step) if epochwise else step, now)
+                    points.append((key, float(value), ts, step))
+            self._sent[key] = len(history)
+        self._times.clear()
+        self._pending_steps = 0
+        self._next_check = time.monotonic() + self.flush_seconds
+        self.writer.log_metrics(self.run_id, points)
 
     def _save(self, artifact_path, name, obj):
-        import torch
-
-        folder = self.tmp / str(next(self._checkpoints))
-        folder.mkdir()
-        torch.save(obj, folder / name)
-        self.writer.log_artifact(self.run_id, folder / name, artifact_path)
+        self.writer.log_artifact_object(self.run_id, artifact_path, name, obj)
 
     def _raise_writer_error(self):
         error = self.writer.error_for(self.run_id)

@@ -1,11 +1,12 @@
-"""Callbacks that tie a Training to its Run row: progress, stop requests, chart series and the
-rules engine's hooks. Each is throttled by time, so a fast loop writes a few times a second
-at most."""
+"""Callbacks that tie a Training to its Run row (progress, heartbeat, stop requests, chart
+series: written at most twice a second, off the loop's thread) and to the rules engine's
+hooks (interim analysis, stop on a confident diagnosis)."""
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import logging
+import threading
 import time
 
 from django.utils import timezone
@@ -16,102 +17,86 @@ from workers.mlflow_logging import finite_or_text
 log = logging.getLogger(__name__)
 
 
-class Throttled(Callback):
-    """Calls `tick(training)` at the end of a step or an epoch at most every `interval` s,
-    and once at the start and the end of the fit."""
-
-    interval = 0.25
-
-    def __init__(self, interval=None):
-        if interval is not None:
-            self.interval = interval
-        self._last = 0.0
-
-    def _maybe(self, training):
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            self._last = now
-            self.tick(training)
-
-    def on_fit_start(self, training):
-        self._last = time.monotonic()
-        self.tick(training)
-
-    def on_step_end(self, training):
-        self._maybe(training)
-
-    def on_epoch_end(self, training):
-        self._maybe(training)
-
-    def on_fit_end(self, training):
-        self.tick(training)
-
-    def tick(self, training): ...
-
-
 def latest_metrics(training):
     metrics = {**training.step_metrics, **training.epoch_metrics}
     return {k: finite_or_text(float(v)) for k, v in metrics.items()}
 
 
-class RunProgress(Throttled):
-    """Writes epoch, step, ETA, latest metrics and the heartbeat to the Run row."""
-
-    order = 80
-
-    def __init__(self, run_id, interval=0.25):
-        super().__init__(interval)
-        self.run_id = run_id
-
-    def tick(self, training):
-        from tracking.models import Run
-
-        eta = training.eta_seconds()
-        Run.objects.filter(pk=self.run_id).update(
-            epoch=training.epoch, step=training.step, total_steps=training.total_steps,
-            steps_per_epoch=training.steps_per_epoch, eta_seconds=eta,
-            latest_metrics=latest_metrics(training), heartbeat_at=timezone.now(),
-        )
-
-
-class StopRequests(Throttled):
-    """Ends the run when the run page's stop button has set Run.stop_requested."""
+class RunSync(Callback):
+    """Keeps the Run row in step with the training, from a background thread so that the
+    loop never waits on the database: every `interval` s it writes the progress (epoch, step,
+    ETA, latest metrics, heartbeat) and reads the stop request; every `series_interval` s it
+    appends the new points to the chart series. A stop request ends the run after the
+    current step. The thread only reads the training (whose lists and dicts are appended to
+    or replaced, never mutated in place); the loop's thread acts on what it found."""
 
     order = 5
 
-    def __init__(self, run_id, interval=0.5):
-        super().__init__(interval)
-        self.run_id = run_id
+    def __init__(self, run_id, interval=0.5, series_interval=1.0):
+        self.run_id, self.interval, self.series_interval = run_id, interval, series_interval
+        self.stop_requested = False
+        self._done = threading.Event()
+        self._thread = None
+        self._series_sent = {}
 
-    def tick(self, training):
-        from tracking.models import Run
+    def on_fit_start(self, training):
+        self._sync(training, series=True)  # before the first step: progress, and a stop asked while queued
+        self.on_step_end(training)
+        self._thread = threading.Thread(target=self._loop, args=(training,), name=f"run-{self.run_id}-sync",
+                                        daemon=True)
+        self._thread.start()
 
-        if not training.should_stop and Run.objects.filter(pk=self.run_id, stop_requested=True).exists():
+    def on_step_end(self, training):
+        if self.stop_requested and not training.should_stop:
             training.stop("stopped at a user's request", status="stopped")
 
+    on_epoch_end = on_step_end
+
     def on_fit_end(self, training):
-        pass
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sync(training, series=True, check_stop=False)
 
+    def _loop(self, training):
+        from django.db import close_old_connections, connection
 
-class SeriesUpdates(Throttled):
-    """Appends the new points to the run's downsampled MetricSeries (for the live charts)."""
+        next_series = time.monotonic() + self.series_interval
+        try:
+            while not self._done.wait(self.interval):
+                series = time.monotonic() >= next_series
+                if series:
+                    next_series = time.monotonic() + self.series_interval
+                try:
+                    self._sync(training, series=series)
+                except Exception:  # a missed progress write is retried at the next tick
+                    log.exception("run %s: progress not written", self.run_id)
+                    close_old_connections()
+        finally:
+            connection.close()
 
-    order = 85
+    def _sync(self, training, series=False, check_stop=True):
+        from tracking.models import Run
 
-    def __init__(self, run_id, interval=1.0):
-        super().__init__(interval)
-        self.run_id = run_id
-        self._sent = {}  # metric -> points of training.history already appended
+        Run.objects.filter(pk=self.run_id).update(
+            epoch=training.epoch, step=training.step, total_steps=training.total_steps,
+            steps_per_epoch=training.steps_per_epoch, eta_seconds=training.eta_seconds(),
+            latest_metrics=latest_metrics(training), heartbeat_at=timezone.now(),
+        )
+        if check_stop and Run.objects.filter(pk=self.run_id, stop_requested=True).exists():
+            self.stop_requested = True
+        if series:
+            self._append_series(training)
 
-    def tick(self, training):
+    def _append_series(self, training):
         from tracking.series import series_append
 
         new = {}
-        for key, points in training.history.items():
-            start = self._sent.get(key, 0)
-            if len(points) > start:
-                new[key] = points[start:]
-                self._sent[key] = len(points)
+        for key, points in list(training.history.items()):
+            start, end = self._series_sent.get(key, 0), len(points)
+            if end > start:
+                new[key] = points[start:end]
+                self._series_sent[key] = end
         if new:
             series_append(self.run_id, new)
 

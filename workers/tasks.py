@@ -5,7 +5,6 @@ training is never silently lost; running it twice is harmless (the run is claime
 conditional UPDATE) and a re-delivered run resumes from its last checkpoint.
 """
 import logging
-import os
 
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init
@@ -47,11 +46,10 @@ def warm_up():
     import torch
     from django.conf import settings
 
+    from workers.engine import use_threads_from_env
     from workers.mlflow_logging import make_client, shared_writer
 
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads and threads.isdigit():
-        torch.set_num_threads(int(threads))
+    use_threads_from_env()
     make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
     shared_writer(settings.MLFLOW_TRACKING_URI)
     log.info("training worker warmed up (torch %s, %d thread(s))", torch.__version__, torch.get_num_threads())

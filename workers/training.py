@@ -22,9 +22,9 @@ from tracking.config import ConfigError, validate_config
 from workers.datasets import DatasetError
 from workers.engine import default_device, fit
 from workers.errors import PermanentError, TransientError
-from workers.mlflow_logging import (MlflowLogger, call, download_checkpoint, experiment_id, load_checkpoint_file,
+from workers.mlflow_logging import (CHECKPOINT_SECONDS, MlflowLogger, call, download_checkpoint, experiment_id, load_checkpoint_file,
                                     make_client, shared_writer)
-from workers.run_callbacks import Analysis, RunProgress, SeriesUpdates, StopRequests, send_analysis
+from workers.run_callbacks import Analysis, RunSync, send_analysis
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,9 @@ def _train(run, device):
             log.info("run %s resumes from its checkpoint at epoch %s", run.pk, checkpoint["epoch"])
             call("set_tag", lambda: client.set_tag(mlflow_run_id, "resumed_from_epoch", str(checkpoint["epoch"])))
     callbacks = [
-        StopRequests(run.pk),
-        RunProgress(run.pk),
-        SeriesUpdates(run.pk),
+        RunSync(run.pk),
         Analysis(run.pk, stop_on_diagnosis=config.get("stop_on_diagnosis", False)),
-        MlflowLogger(client, mlflow_run_id, shared_writer(settings.MLFLOW_TRACKING_URI), resume=resumed),
+        MlflowLogger(client, mlflow_run_id, shared_writer(settings.MLFLOW_TRACKING_URI), resume=resumed,
+                     checkpoint_seconds=getattr(settings, "RUN_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS)),
     ]
     return fit(config, callbacks, device=device, checkpoint=checkpoint)

@@ -11,7 +11,7 @@ from tracking.models import Run
 from workers import mlflow_logging
 from workers.training import claim_run, finish_run, train_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the run's sync thread has its own connection
 
 
 def test_a_run_is_claimed_once(run_factory):

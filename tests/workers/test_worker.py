@@ -53,8 +53,7 @@ def test_a_queued_run_trains_to_succeeded_with_its_metrics_in_mlflow(celery_work
         assert steps(mlflow_client, run.mlflow_run_id, key) == list(range(3 * spe))
     for key in ("train_loss_epoch", "train_accuracy", "val_loss", "val_accuracy"):
         assert steps(mlflow_client, run.mlflow_run_id, key) == [1, 2, 3]
-    artifacts = {a.path for d in ("checkpoints", "model") for a in mlflow_client.list_artifacts(run.mlflow_run_id, d)}
-    assert artifacts == {"checkpoints/last.pt", "model/model.pt"}
+    assert [a.path for a in mlflow_client.list_artifacts(run.mlflow_run_id, "model")] == ["model/model.pt"]
     assert mlflow_client.get_experiment(mlflow_run.info.experiment_id).name == f"project-{run.project_id}"
     assert run.series.get(key="train_loss").count == 3 * spe
 
@@ -84,16 +83,28 @@ def test_stop_ends_a_run_within_5_seconds_with_a_checkpoint(celery_worker_proces
     assert [a.path for a in mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints")] == ["checkpoints/last.pt"]
 
 
+@pytest.fixture
+def checkpointing_worker(redis_server, transactional_db, tmp_path, monkeypatch):
+    """A worker that logs a checkpoint at an epoch end every 0.3 s (the default is 2 s)."""
+    monkeypatch.setenv("RUN_CHECKPOINT_SECONDS", "0.3")
+    worker = WorkerProcess("cpu,gpu,default", tmp_path / "worker.log").start()
+    yield worker
+    worker.kill(signal.SIGTERM)
+
+
 def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_or_doubled(
-        celery_worker_process, run_factory, mlflow_client, tmp_path):
-    epochs = 80
+        checkpointing_worker, run_factory, mlflow_client, tmp_path):
+    celery_worker_process = checkpointing_worker
+    epochs = 200
     run = run_factory({"dataset": "digits", "epochs": epochs, "width": 128, "lr": 0.02})
     enqueue_run(run.pk)
-    wait_for(lambda: Run.objects.get(pk=run.pk).epoch >= 10, 60, "epoch 10", celery_worker_process)
+    wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 60, "an MLflow run", celery_worker_process)
     run.refresh_from_db()
-    wait_for(lambda: mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints"), 30, "a checkpoint",
+    wait_for(lambda: mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints"), 60, "a checkpoint",
              celery_worker_process)
     celery_worker_process.kill(signal.SIGKILL)
+    killed_at = Run.objects.get(pk=run.pk).epoch
+    assert 0 < killed_at < epochs
     time.sleep(0.5)
     assert status_of(run) == "running"
 

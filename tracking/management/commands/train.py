@@ -27,8 +27,10 @@ class Command(BaseCommand):
         project, owner = self._project_and_owner(opts["project"])
         run = Run.objects.create(project=project, owner=owner, config=config, queue=config["queue"],
                                  name=opts["name"] or f"cli: {opts['config']}")
+        from workers.engine import use_threads_from_env
         from workers.training import train_run
 
+        use_threads_from_env()
         result = train_run(run.pk, worker=f"cli@{socket.gethostname()}", device=opts["device"])
         run.refresh_from_db()
         self.stdout.write(f"run {run.pk}: {run.status}" + (f" ({run.status_reason})" if run.status_reason else ""))

@@ -20,7 +20,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from .models import Recommendation, Run
-from .rules import RunInputError, advise
+from .rules import RunInputError, advise, analyse
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,14 @@ def should_stop_early(run_id: int, history: dict) -> Optional[str]:
         return None
     metrics = {k: [[s, v] for s, v in points] for k, points in history.items() if points}
     try:
-        answer = advise({"config": run.config, "metrics": metrics, "status": "running",
-                         "steps_per_epoch": run.steps_per_epoch or None})
+        features, diagnoses, _ = analyse({"config": run.config, "metrics": metrics, "status": "running",
+                                          "steps_per_epoch": run.steps_per_epoch or None})
     except RunInputError:
         return None
-    top = answer["diagnoses"][0]
-    if top["id"] in STOP_ON and top["severity"] >= STOP_SEVERITY:
-        return f"{top['id']}: {top['evidence']}"
-    return None
+    top = diagnoses[0]
+    if top.id not in STOP_ON or top.severity < STOP_SEVERITY:
+        return None
+    planned = features.planned_epochs or 0
+    if top.facts.get("collapsed") and features.n < max(5, 0.3 * planned):
+        return None  # some runs sit at the untrained loss for a while before they take off: wait
+    return f"{top.id}: {top.evidence}"

@@ -146,3 +146,15 @@ def test_a_repeated_analysis_keeps_the_rows_an_email_links_to(team_users):
     before = dict(run.recommendations.values_list("rule", "pk"))
     run_analyse(run.pk, final=True)
     assert dict(run.recommendations.values_list("rule", "pk")) == before
+
+
+def test_a_run_stuck_at_its_untrained_loss_early_on_is_given_time(team_users):
+    from tracking.config import validate_config
+
+    run = Run.objects.create(project=team_users["project"], owner=team_users["member"], name="stuck",
+                             config=validate_config({**CONFIG, "lr": 2.0, "epochs": 40}),
+                             status=Run.Status.RUNNING, steps_per_epoch=c.SPE)
+    flat = [2.3] * 40
+    assert should_stop_early(run.pk, {"train_loss_epoch": c.epochs(flat[:4]), "val_loss": c.epochs(flat[:4])}) is None
+    reason = should_stop_early(run.pk, {"train_loss_epoch": c.epochs(flat[:15]), "val_loss": c.epochs(flat[:15])})
+    assert reason and reason.startswith("diverging") and "never fell" in reason

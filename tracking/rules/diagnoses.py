@@ -105,7 +105,8 @@ def _collapsed(f: Features):
         return None
     return Diagnosis("diverging", sev, f"the loss never fell below {pct(best)} of its untrained value ({num(init)}):"
                      f" training collapsed at a learning rate that is high for {f.config.get('optimizer', 'this optimizer')}",
-                     [f.epoch(0), f.epoch(len(m.raw) - 1)], {"nonfinite": False, "early": True, "ratio": 3.0})
+                     [f.epoch(0), f.epoch(len(m.raw) - 1)],
+                     {"nonfinite": False, "early": True, "ratio": 3.0, "collapsed": True})
 
 
 def _diverging(f: Features):

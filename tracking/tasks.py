@@ -12,13 +12,19 @@ def _optional(module: str):
     return importlib.import_module(module) if importlib.util.find_spec(module) else None
 
 
-@shared_task(name="tracking.tasks.analyse_run", ignore_result=True)
-def analyse_run(run_id, final=False):
+@shared_task(bind=True, name="tracking.tasks.analyse_run", ignore_result=True, max_retries=4)
+def analyse_run(self, run_id, final=False):
     """Analyse the run and store the recommendations; after a final analysis, email the team and
-    let the tuning tools (sweeps, autopilot) move on. Idempotent: a re-delivery re-analyses."""
+    let the tuning tools (sweeps, autopilot) move on. Idempotent: a re-delivery re-analyses.
+    An MLflow store that is busy or unreachable is retried with back-off (5, 10, 20, 40 s)."""
+    from mlflow.exceptions import MlflowException
+
     from tracking.analysis import run_analyse
 
-    answer = run_analyse(run_id, final=final)
+    try:
+        answer = run_analyse(run_id, final=final)
+    except MlflowException as exc:
+        raise self.retry(exc=exc, countdown=5 * 2 ** self.request.retries)
     if not final:
         return
     notifications = _optional("tracking.notifications")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workers import finetune
 from workers.callbacks import EarlyStopping
 from workers.datasets import load_dataset
 from workers.nets import build_model
@@ -118,6 +119,7 @@ class Training:
         self.schedule = Schedule(config, self.steps_per_epoch)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
         self.grad_clip = config.get("grad_clip")
+        finetune.prepare(self)  # init_from_run, freeze_layers, lr_layer_factor: a no-op without them
 
         self.epoch = 0            # completed epochs
         self.step = 0             # optimizer steps taken = global step of the next one

@@ -20,6 +20,8 @@ def analyse(run_input: dict):
     run = read_run_input(run_input)
     features = compute_features(run)
     diagnoses = diagnose(features)
+    if diagnoses[0].id == "healthy":  # weak notes are listed, but a healthy run gets no recommendation
+        return features, diagnoses, []
     return features, diagnoses, recommend(features, diagnoses, run.config)
 
 

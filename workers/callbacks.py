@@ -54,17 +54,6 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
 
 
-class Every(Callback):
-    """Calls `fn(training)` at the end of every `epochs`-th epoch (a small helper for hooks)."""
-
-    def __init__(self, epochs: int, fn):
-        self.epochs, self.fn = epochs, fn
-
-    def on_epoch_end(self, training):
-        if training.epoch % self.epochs == 0:
-            self.fn(training)
-
-
 class Recorder(Callback):
     """Keeps every call, for tests and debugging: [(hook, epoch, step), ...]."""
 

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import math
 import multiprocessing as mp
 import os
 import shutil
@@ -484,11 +483,3 @@ def load_checkpoint_file(path, device):
     import torch
 
     return torch.load(path, map_location=device, weights_only=False)
-
-
-def finite_or_text(value):
-    """A metric value for JSON: non-finite floats as the strings "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-

@@ -12,14 +12,14 @@ import time
 from django.utils import timezone
 
 from workers.callbacks import Callback
-from workers.mlflow_logging import finite_or_text
+from tracking.series import encode
 
 log = logging.getLogger(__name__)
 
 
 def latest_metrics(training):
     metrics = {**training.step_metrics, **training.epoch_metrics}
-    return {k: finite_or_text(float(v)) for k, v in metrics.items()}
+    return {k: encode(v) for k, v in metrics.items()}  # non-finite values as "nan", "inf"
 
 
 class RunSync(Callback):

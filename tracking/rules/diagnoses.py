@@ -228,9 +228,13 @@ def _memorising(f: Features):
     v_gain = (v.smooth[start] - v.last) / (abs(v.smooth[start]) + f.floor)
     tiny = 0.05 * f.floor  # 0.1% of the initial loss
     gap = (v.last + tiny) / (t.last + tiny)
-    if t_ratio < 1.5 or v_gain > 0.05 or gap < 2:
+    memorised = t.last / (abs(f.curves.initial_loss) + f.floor)  # train loss as a share of the untrained one
+    if v_gain > 0.05 or gap < 2:
         return None
-    sev = 0.8 * ramp(math.log2(t_ratio), 0.6, 2.0) * ramp(stalled_share, 0.15, 0.4) * ramp(math.log10(gap), 0.3, 1.0)
+    # train_loss kept falling after val stopped, or was already ~0 (memorised) while val stayed far above it
+    falling = ramp(math.log2(t_ratio), 0.6, 2.0) if t_ratio >= 1.5 else 0.0
+    at_zero = ramp(-math.log10(memorised + 1e-12), 2.0, 3.0) * ramp(math.log10(gap), 1.5, 2.5)
+    sev = 0.8 * max(falling, at_zero) * ramp(stalled_share, 0.15, 0.4) * ramp(math.log10(gap), 0.3, 1.0)
     if sev <= 0:
         return None
     e0, e1 = f.epoch(start), f.epoch(len(v.raw) - 1)

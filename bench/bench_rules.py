@@ -146,7 +146,7 @@ def main():
                         (f"best fixed change ({best_fixed})", bf_hit, bf_mean),
                         ("oracle (best change per case)", sum(r["oracle"] >= HIT for r in rows) / n, oracle_mean)):
         print(f"{label:34s}{h:>10.0%}{m:>18.1%}{m / oracle_mean:>17.0%}")
-    print(f"per label hit rate: " + ", ".join(
+    print("per label hit rate: " + ", ".join(
         f"{lab} {sum(r['engine'] >= HIT for r in rows if r['label'] == lab)}/{sum(r['label'] == lab for r in rows)}"
         for lab in sorted({r['label'] for r in rows})))
     print(f"false alarms on healthy runs: {healthy_alarms}/{healthy_n} ({false_alarms:.0%})")

@@ -2,7 +2,6 @@
 ranked with the team's record, outcomes of follow-up runs, the early-stop answer, the Celery task."""
 import time
 
-import numpy as np
 import pytest
 
 from tracking.analysis import blended_score, run_analyse, should_stop_early

@@ -131,3 +131,10 @@ def test_the_tuning_actions_fragment_links_a_run_to_its_tools(team_users, source
     lr_test = Run.objects.create(project=source.project, owner=source.owner, name="t", kind="lr_find",
                                  config=source.config)
     assert f"/lr-find/{lr_test.pk}/" in render_to_string("tracking/_tuning_actions.html", {"run": lr_test})
+
+
+def test_the_run_page_offers_the_tuning_tools(client, team_users, source):
+    client.force_login(team_users["member"])
+    html = client.get(f"/runs/{source.pk}/").content.decode()
+    assert "Tune this run" in html and f"/runs/{source.pk}/sweep/new/" in html
+    assert f"/runs/{source.pk}/lr-find/start/" in html

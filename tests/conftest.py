@@ -106,3 +106,20 @@ def team_users(db, django_user_model):
     other_project = Project.objects.create(team=other, name="secret")
     return dict(team=team, other=other, admin=admin, member=member, outsider=outsider,
                 project=project, other_project=other_project)
+
+
+# Playwright driving Debian's Chromium (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()

@@ -1,7 +1,6 @@
 """The tuning pages in Chromium (Playwright): the log-x LR plot with its suggestions and "Use this
 LR", the sweep's scatters and border flag, the autopilot's lineage tree; no JavaScript error."""
 import math
-import shutil
 
 import pytest
 from django.utils import timezone
@@ -10,22 +9,7 @@ from tracking import autopilot, lr_finder, sweeps
 from tracking.config import validate_config
 from tracking.models import MetricSeries, Recommendation, Run, Trial
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Fixtures for the web tests: signed-in clients and runs with curves, written with the ORM."""
 import math
-import shutil
 
 import pytest
 from django.test import Client
@@ -57,22 +56,6 @@ def make_run(project, owner, *, name="run", status=Run.Status.SUCCEEDED, epochs=
 
 
 # ---- browser (Playwright driving Debian's Chromium; never `playwright install`) ----
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture
 def page(browser, live_server):

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from tracking.autopilot import run_offline  # noqa: E402
 from tracking.config import validate_config  # noqa: E402
-from tracking.rules import advise  # noqa: E402
+from tracking.rules import advise, explore  # noqa: E402
 from workers.engine import fit  # noqa: E402
 
 torch.set_num_threads(1)
@@ -91,6 +91,10 @@ def advise_on(config: dict, trained: dict) -> dict:
     return advise(trained["run_input"])
 
 
+def explore_on(config: dict, trained: dict) -> list:
+    return explore(trained["run_input"])
+
+
 def search(start_config: dict, start: dict, sampler) -> float | None:
     """Optuna ask-and-tell. The start's training is the first trial (added with its values clamped
     into the ranges, e.g. weight decay 0 -> 1e-6), then BUDGET - 1 asked trials."""
@@ -131,7 +135,8 @@ def main(quick: bool = False):
     for name, raw in cases.items():
         config = validate_config(raw)
         start = train(config)
-        pilot = run_offline(config, train=train, advise=advise_on, max_rounds=BUDGET - 1, start=start)
+        pilot = run_offline(config, train=train, advise=advise_on, explore=explore_on, max_rounds=BUDGET - 1,
+                            start=start)
         tpe = [search(config, start, optuna.samplers.TPESampler(seed=s, n_startup_trials=2)) for s in seeds]
         rnd = [search(config, start, optuna.samplers.RandomSampler(seed=s)) for s in seeds]
         mean = lambda xs: statistics.fmean([x for x in xs if x is not None]) if any(x is not None for x in xs) else None  # noqa: E731

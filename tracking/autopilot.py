@@ -1,7 +1,12 @@
 """Autopilot, "Tune this run": rounds of advise -> apply the first recommendation -> train ->
-compare, up to `max_rounds` (4). It stops early when the best run has no recommendation left
-to try, or when two rounds in a row did not improve the best val_loss. The team gets an email
-when it ends.
+compare, up to `max_rounds` (4). It stops early when the best run has nothing left to try, or
+when two rounds in a row did not improve the best val_loss. The team gets an email when it ends.
+
+Rounds are not wasted: when the best run has no confident recommendation left (it is healthy, or
+its fixes were tried), the autopilot goes on with `tracking.rules.explore` on its curves: the
+fixes of its weak notes (low confidence) and knowledge-based explorations (momentum for plain
+SGD, an annealed LR, SGD+momentum after Adam, more epochs when the best epoch is the last). Only
+when those are exhausted too, or the curves cannot be read, does it stop for want of a change.
 
 Each round trains from the best run so far: its first recommendation not yet tried from that
 run is applied (`apply_change`, the same as the "apply" button) and the new run records the
@@ -91,10 +96,13 @@ class OfflineResult:
 
 
 def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable[[dict, dict], dict],
-                max_rounds: int = DEFAULT_ROUNDS, start: Optional[dict] = None) -> OfflineResult:
+                max_rounds: int = DEFAULT_ROUNDS, start: Optional[dict] = None,
+                explore: Optional[Callable[[dict, dict], list]] = None) -> OfflineResult:
     """The autopilot loop on plain functions: `train(config)` -> {"best_val_loss", ...} (any
-    data `advise` needs), `advise(config, trained)` -> the advise answer. `start` is the starting
-    config's training if already done (else it is trained first, and counts as a training)."""
+    data `advise` needs), `advise(config, trained)` -> the advise answer, `explore(config, trained)`
+    -> further changes to try once the recommendations are used up (tracking.rules.explore; none
+    if not given). `start` is the starting config's training if already done (else it is trained
+    first, and counts as a training)."""
     trainings = 0
     if start is None:
         start, trainings = train(config), 1
@@ -102,13 +110,18 @@ def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable
     best = 0
     out = OfflineResult(best_val_loss=start.get("best_val_loss"), best_config=config)
     tried: dict[int, set] = {}
+    explored: dict[int, list] = {}
     without = 0
     while True:
         reason = stop_reason(len(out.rounds), max_rounds, without)
         if reason:
             break
-        best_config, _, answer = runs[best]
+        best_config, best_trained, answer = runs[best]
         picked = first_untried(answer.get("recommendations", []), best_config, tried.setdefault(best, set()))
+        if picked is None and explore is not None:
+            if best not in explored:
+                explored[best] = explore(best_config, best_trained)
+            picked = first_untried(explored[best], best_config, tried[best])
         if picked is None:
             reason = "no recommendation left to try"
             break
@@ -195,6 +208,25 @@ def recommendations_for(run: Run) -> list[dict]:
     return list((run.analysis or {}).get("recommendations") or [])
 
 
+def explorations_for(run: Run) -> list[dict]:
+    """What else to try on a run once its recommendations are used up (tracking.rules.explore on its
+    curves), without the rules the run already has a row for (considered, or dismissed by a user).
+    Empty when the run's curves cannot be read."""
+    from .analysis import run_input_for
+    from .mlflow_io import RunNotFound
+    from .rules import RunInputError, explore
+
+    if not run.mlflow_run_id:
+        return []
+    try:
+        found = explore(run_input_for(run))
+    except (RunNotFound, RunInputError) as exc:
+        log.info("autopilot: no explorations for run %s (%s)", run.pk, exc)
+        return []
+    known = set(run.recommendations.values_list("rule", flat=True))
+    return [rec for rec in found if rec.get("rule") not in known]
+
+
 def next_round(pilot: Autopilot) -> str:
     """Start the next round from the best run, or finish with the reason."""
     rounds = pilot.rounds.count()
@@ -204,6 +236,15 @@ def next_round(pilot: Autopilot) -> str:
     best = pilot.best_run or pilot.start_run
     tried = set(pilot.rounds.filter(parent_run=best).values_list("rule", flat=True))
     picked = first_untried(recommendations_for(best), best.config, tried)
+    if picked is None:
+        picked = first_untried(explorations_for(best), best.config, tried)
+        if picked is not None:  # stored like a recommendation, so the round links to it and its outcome counts
+            rec = picked[0]
+            row = Recommendation.objects.create(
+                run=best, rule=rec["rule"], diagnosis=rec.get("diagnosis", ""), change=rec["change"],
+                rationale=rec.get("rationale", ""), confidence=rec.get("confidence", 0.0),
+                rank=best.recommendations.count())
+            picked = ({**rec, "id": row.pk}, picked[1])
     if picked is None:
         return finish(pilot, f"no recommendation left to try on {best.name}")
     rec, config = picked

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .diagnoses import diagnose
 from .features import compute_features
 from .inputs import read_run_input
-from .rules import recommend
+from .rules import explorations, recommend
 
 
 def analyse(run_input: dict):
@@ -30,3 +30,22 @@ def advise(run_input: dict) -> dict:
     _, diagnoses, recommendations = analyse(run_input)
     return {"diagnoses": [d.as_dict() for d in diagnoses],
             "recommendations": [r.as_dict() for r in recommendations]}
+
+
+def explore(run_input: dict) -> list[dict]:
+    """Everything worth trying next on a run, best first, for a caller with trainings to spend (the
+    autopilot): the engine's recommendations, the fixes of its weak notes (low confidence, which
+    `advise` leaves out on a healthy run), then knowledge-based explorations (EXPLORATIONS: momentum
+    for plain SGD, an annealed LR, SGD+momentum after Adam, more epochs when the best epoch is the
+    last). Ordered by confidence; one entry per change. Not part of the advise answer."""
+    run = read_run_input(run_input)
+    features = compute_features(run)
+    diagnoses = diagnose(features)
+    found = recommend(features, diagnoses, run.config) + explorations(features, run.config)
+    seen, out = set(), []
+    for rec in sorted(found, key=lambda r: -r.confidence):
+        key = repr(sorted(rec.change.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(rec.as_dict())
+    return out

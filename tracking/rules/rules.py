@@ -158,9 +158,19 @@ def _raise_wd(ctx):
     return {"weight_decay": _round(max(base, wd * (10 if wd < base else 3)))}
 
 
+def _wd_top(config: dict) -> float:
+    """The top of the usual weight-decay range: Smith (2018) tries 1e-2 down to 1e-5 (shallow nets the
+    larger values); decoupled weight decay (AdamW) is used at about 10x those values."""
+    return 0.1 if config["optimizer"] == "adamw" else 1e-2
+
+
 def _lower_wd(ctx):
     wd = ctx.config["weight_decay"]
-    return {"weight_decay": _round(wd / 10) if wd >= 1e-5 else 0.0}
+    top = _wd_top(ctx.config)
+    if wd < 1e-5:
+        return {"weight_decay": 0.0}
+    # 10x lower, and from far above the usual range straight into it (x0.1 steps would waste runs)
+    return {"weight_decay": _round(min(wd / 10, top))}
 
 
 def _add_dropout(ctx):
@@ -190,8 +200,21 @@ def _adam_to_sgd(ctx):
 
 
 def _raise_lr_slow(ctx):
-    factor = 10 if lr_is_low(ctx.config) >= 0.9 else 3
-    return {"lr": _round(ctx.config["lr"] * factor)}
+    """The size of the raise follows the evidence. A curve still falling at a steady rate (its last
+    quarter made 20% or more of its descent, 25% being a straight line) covered under one time
+    constant of its convergence (an exponential approach with late share 0.2 covers ~0.5), and
+    progress per step grows with the LR: it needs an order of magnitude more (x10, AUTOTRAINER's
+    'LR x10 per try' for slow convergence). A curve that has started to bend needs less (x3).
+    When the LR is also far below its optimizer's usual range, go straight to the middle of that
+    range, as a divergence far above it does (the next run's curves correct either way)."""
+    cfg = ctx.config
+    low = lr_is_low(cfg)
+    straight = ctx.diagnosis.facts.get("late_share", 0) >= 0.2  # a uniform rate would make 25%
+    factor = 10 if low >= 0.9 or straight else 3
+    new = cfg["lr"] * factor
+    if low >= 0.9 and straight:
+        new = max(new, usual_lr(cfg))
+    return {"lr": _round(new)}
 
 
 def _longer(ctx):
@@ -303,8 +326,9 @@ RULES: list[Rule] = [
     # Underfitting: too much regularisation or too small a step.
     Rule("underfitting.lower_weight_decay", "underfitting",
          lambda c: c.config["weight_decay"] >= (1e-3 if c.optimizer == "adamw" else 1e-4), _lower_wd,
-         "Both losses level off high and close together: weight decay holds the model back. Lower it 10x "
-         "(large LRs and other regularisation must be balanced, Smith 2018).", 0.6,
+         "Both losses level off high and close together: weight decay holds the model back. Lower it 10x, "
+         "and from far above the usual range (1e-2 to 1e-5) straight into it (large LRs and other "
+         "regularisation must be balanced, Smith 2018).", 0.6,
          boost=lambda c: 0.25 * wd_strength(c.config)),
     Rule("underfitting.lower_dropout", "underfitting", lambda c: c.config["dropout"] >= 0.2, _lower_dropout,
          "Heavy dropout keeps the model from fitting even the training set.", 0.55),
@@ -356,6 +380,51 @@ RULES += [
 ]
 REGISTRY = {rule.id: rule for rule in RULES}
 
+# Explorations: knowledge-based next experiments for a run with no confident fix (healthy, or only
+# weak notes). They are not recommendations (advise does not return them): the autopilot spends its
+# remaining rounds on them. Confidences stay low, below most weak notes' fixes: the run's own
+# curves are better evidence than a prior.
+
+
+def _anneal(ctx):
+    """SGD: one cycle (Smith, 2018: a large LR regularises, then anneals by orders of magnitude). A
+    constant LR that trains stably serves as the cycle's base, and the base is 1/3 to 1/4 of the
+    max (Smith, CLR 2015): the cycle peaks at 3x the LR, unless that leaves the usual stable range.
+    Adaptive optimizers need decay less ("with Adam you may not need LR decay"): a cosine anneal."""
+    if ctx.optimizer != "sgd":
+        return {"scheduler": "cosine"}
+    peak = _round(ctx.config["lr"] * 3)
+    if lr_is_high({**ctx.config, "lr": peak}) >= 0.5:
+        return {"scheduler": "onecycle"}
+    return {"scheduler": "onecycle", "lr": peak}
+
+
+def _best_at_end(ctx):
+    m = ctx.features.main()
+    return m is not None and len(m.raw) >= 3 and m.raw_argmin >= len(m.raw) - 1 - max(1, len(m.raw) // 10)
+
+
+def _momentum_safe(ctx):
+    # momentum 0.9 multiplies the effective step 10x: only where that stays in the usual range
+    return ctx.plain_sgd and lr_is_high({**ctx.config, "momentum": 0.9}) < 0.5
+
+
+EXPLORATIONS: list[Rule] = [
+    Rule("explore.sgd_momentum", "healthy", _momentum_safe, _momentum,
+         "Always use momentum with SGD: 0.9 is the standard value (it damps oscillations and speeds "
+         "progress along ravines).", 0.3),
+    Rule("explore.anneal_lr", "healthy", lambda c: c.config["scheduler"] == "constant", _anneal,
+         "A constant LR stops short of the valley floor: annealing it is the state of the art and usually "
+         "settles lower. SGD: one cycle peaking at 3x the LR (the stable LR as the cycle's base, Smith); "
+         "adaptive optimizers: cosine.", 0.25),
+    Rule("explore.adam_to_sgd", "healthy", lambda c: c.optimizer in ("adam", "adamw"), _adam_to_sgd,
+         "Adam for the first tests, SGD with momentum for the best result: SGD+momentum usually "
+         "generalises better once the problem trains.", 0.22),
+    Rule("explore.train_longer", "healthy", lambda c: _best_at_end(c) and c.config["epochs"] < 10000,
+         lambda c: {"epochs": min(10000, c.config["epochs"] * 2)},
+         "val_loss reached its minimum at the last epochs: more epochs may still lower it.", 0.2),
+]
+
 
 @dataclass
 class Recommendation:
@@ -383,6 +452,19 @@ def _valid(config: dict, change: dict) -> Optional[dict]:
     if "lr" in change and not (0 < change["lr"] <= 100):
         return None
     return change
+
+
+def explorations(features: Features, raw_config: dict) -> list[Recommendation]:
+    """The applicable EXPLORATIONS for this run, best first (see above)."""
+    config = read_config(raw_config)
+    ctx = Context(config, features, Diagnosis("healthy", 1.0, "", [], {}))
+    out = []
+    for rule in EXPLORATIONS:
+        if rule.when(ctx):
+            change = _valid(config, rule.change(ctx))
+            if change is not None:
+                out.append(Recommendation(rule.id, "healthy", change, rule.rationale, rule.confidence))
+    return sorted(out, key=lambda r: -r.confidence)
 
 
 def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) -> list[Recommendation]:

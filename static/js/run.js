@@ -18,10 +18,12 @@
   function pts(d, key) { return d.series[key] ? d.series[key].points : []; }
 
   // Diagnoses carry "epochs": [start, end]; on per-step charts they are placed with steps_per_epoch.
+  // Only findings are marked (severity >= 0.5, the engine's FINDING); weaker notes stay in the list.
+  var MARK_SEVERITY = 0.5;
   function marks(d, perStep) {
     var out = [], spe = d.steps_per_epoch || 0;
     (d.diagnoses || []).forEach(function (g) {
-      if (!g.epochs || g.id === "healthy") return;
+      if (!g.epochs || g.id === "healthy" || !(g.severity >= MARK_SEVERITY)) return;
       var a = g.epochs[0], b = g.epochs[1] == null ? g.epochs[0] : g.epochs[1];
       if (perStep) { if (!spe) return; a = a * spe; b = b * spe; }
       out.push({ x0: a, x1: b, label: g.id });
@@ -50,6 +52,7 @@
       if (d.eta_seconds != null && !d.final) text += " · ETA " + fmtSeconds(d.eta_seconds);
       document.getElementById("progress-text").textContent = text;
     }
+    document.getElementById("charts").dataset.marks = marks(d, false).map(function (m) { return m.label; }).join(" ");
     document.getElementById("charts").dataset.points = Object.keys(d.series).reduce(function (n, k) {
       return n + d.series[k].points.length; }, 0);
   }

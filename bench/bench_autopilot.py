@@ -3,14 +3,16 @@
 Each case starts from one bad config on a built-in data set. Every method gets the same budget
 of 4 trainings, the starting config's own training included (it is trained once and shared):
 - autopilot: tracking.autopilot.run_offline, i.e. tracking.rules.advise on the run's curves,
-  apply_change of the first recommendation not yet tried from the best run, workers.engine.fit;
+  apply_change of the first recommendation not yet tried from the best run (then of
+  tracking.rules.explore once none is left), workers.engine.fit;
 - TPE and random search: Optuna ask-and-tell over the same ranges for both (lr and weight decay
-  on a log scale, batch size among powers of two, momentum, dropout, epochs up to 4x), the
+  on a log scale, batch size among powers of two, momentum, dropout, epochs up to 9x, the LR
+  schedule, SGD or Adam: the levers the autopilot's rules pull), the
   starting config enqueued as their first trial; TPE models from its third trial on.
 Random search and TPE are averaged over SEEDS seeds. Prints the final best val_loss of each
 method case by case and on average; the last line is the summary.
 
-    .venv/bin/python bench/bench_autopilot.py [--quick]
+    .venv/bin/python bench/bench_autopilot.py [--quick] [--narrow]
 """
 from __future__ import annotations
 
@@ -61,16 +63,33 @@ CASES = {
 }
 
 
+NARROW = False  # --narrow: the sweep's numeric ranges only, epochs up to 4x (this bench before 2026-11-23)
+TIE = 1e-3  # val_loss differences below this count as ties in the per-case comparison
+
+
 def space(start: dict) -> dict:
-    """The ranges TPE and random search share."""
+    """The ranges TPE and random search share. They cover the levers the autopilot pulls: the LR
+    schedule and the optimizer (SGD <-> Adam) as well as the numbers, and epochs up to 9x (two of
+    its x3 "train longer" steps; it reached 6x here). With --narrow, the sweep's numeric ranges."""
     epochs = start["epochs"]
+    if NARROW:
+        return {
+            "lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
+            "weight_decay": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True),
+            "batch_size": optuna.distributions.CategoricalDistribution([8, 16, 32, 64, 128, 256]),
+            "momentum": optuna.distributions.FloatDistribution(0.0, 0.99),
+            "dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
+            "epochs": optuna.distributions.IntDistribution(epochs, 4 * epochs, log=True),
+        }
     return {
         "lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
         "weight_decay": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True),
         "batch_size": optuna.distributions.CategoricalDistribution([8, 16, 32, 64, 128, 256]),
         "momentum": optuna.distributions.FloatDistribution(0.0, 0.99),
         "dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
-        "epochs": optuna.distributions.IntDistribution(epochs, 4 * epochs, log=True),
+        "epochs": optuna.distributions.IntDistribution(epochs, 9 * epochs, log=True),
+        "scheduler": optuna.distributions.CategoricalDistribution(["constant", "cosine", "onecycle"]),
+        "optimizer": optuna.distributions.CategoricalDistribution(["sgd", "adam"]),
     }
 
 
@@ -117,6 +136,10 @@ def search(start_config: dict, start: dict, sampler) -> float | None:
 
 def clamp(value, dist):
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        if value in dist.choices:
+            return value
+        if isinstance(value, str):  # e.g. an optimizer outside the searched ones: the first choice
+            return dist.choices[0]
         return min(dist.choices, key=lambda c: abs(math.log(c) - math.log(max(value, 1))))
     return type(dist.low)(min(max(value, dist.low), dist.high))
 
@@ -130,7 +153,8 @@ def main(quick: bool = False):
     seeds = SEEDS[:1] if quick else SEEDS
     started = time.monotonic()
     rows = []
-    print(f"budget {BUDGET} trainings per method (the starting run included); random/TPE over {len(seeds)} seeds")
+    print(f"budget {BUDGET} trainings per method (the starting run included); random/TPE over {len(seeds)} seeds; "
+          f"search space: {'narrow (numeric ranges, epochs up to 4x)' if NARROW else 'the autopilot levers (schedule, optimizer, epochs up to 9x)'}")
     print(f"{'case':52s} {'start':>9s} {'autopilot':>9s} {'TPE':>9s} {'random':>9s}  autopilot's changes")
     for name, raw in cases.items():
         config = validate_config(raw)
@@ -150,9 +174,10 @@ def main(quick: bool = False):
         return r[i] if r[i] is not None else (max(seen) if seen else math.nan)
 
     avg = [statistics.fmean(value(r, i) for r in rows) for i in (2, 3, 4)]
-    behind = [(value(r, 2) / min(value(r, 3), value(r, 4)) - 1) * 100 for r in rows]
+    behind = [(value(r, 2) - min(value(r, 3), value(r, 4))) / max(min(value(r, 3), value(r, 4)), TIE) * 100
+              for r in rows]
     print(f"{'average':52s} {'':9s} {avg[0]:9.4f} {avg[1]:9.4f} {avg[2]:9.4f}")
-    print("autopilot vs the better of TPE/random, per case (%; + = behind): "
+    print(f"autopilot vs the better of TPE/random, per case (%; + = behind; differences under {TIE} are ties): "
           + ", ".join(f"{b:+.1f}" for b in behind))
     ahead = avg[0] < avg[1] and avg[0] < avg[2]
     print(f"SUMMARY autopilot avg best val_loss {avg[0]:.4f} vs TPE {avg[1]:.4f} vs random {avg[2]:.4f} "
@@ -162,4 +187,5 @@ def main(quick: bool = False):
 
 
 if __name__ == "__main__":
+    NARROW = "--narrow" in sys.argv
     main(quick="--quick" in sys.argv)

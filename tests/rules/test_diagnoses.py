@@ -189,3 +189,25 @@ def test_the_evidence_says_when_the_loss_responded_to_an_lr_decay():
                      "metrics": metrics, "steps_per_epoch": 20, "status": "finished"})
     assert any("right after the LR decayed at step 30" in d["evidence"] or "when the LR decayed at step 30" in d["evidence"]
                for d in answer["diagnoses"]), answer["diagnoses"]
+
+
+@pytest.mark.parametrize("rise", [0.3, 1.0, 2.5])
+def test_a_val_loss_alone_that_climbs_back_gradually_is_overfitting_not_divergence(rise):
+    """Another trainer's run with only val_loss: a U-shape whose rise stays below the first value
+    (however far above its minimum) is overfitting first, and not underfitting."""
+    e = np.arange(1, 41)
+    val = 0.3 + 1.5 * np.exp(-e / 3) + rise * 0.3 * np.clip(e - 8, 0, None) ** 1.6 / 32 ** 1.6
+    assert val[-1] < val[0]
+    answer = advise({"config": {}, "metrics": {"val_loss": c.epochs(val)}, "status": "finished"})
+    ids = [d["id"] for d in answer["diagnoses"] if d["severity"] >= 0.5]
+    assert ids[0] == "overfitting"
+    assert "underfitting" not in ids and "diverging" not in ids
+    assert answer["recommendations"][0]["diagnosis"] == "overfitting"
+
+
+def test_a_val_loss_alone_that_ends_above_where_it_started_is_still_diverging():
+    e = np.arange(1, 31)
+    val = 0.3 + 1.0 * np.exp(-e / 4) + 0.02 * np.clip(e - 10, 0, None) ** 1.5
+    assert val[-1] > val[0]
+    answer = advise({"config": {}, "metrics": {"val_loss": c.epochs(val)}, "status": "finished"})
+    assert first(answer)["id"] == "diverging"

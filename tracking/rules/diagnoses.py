@@ -138,6 +138,11 @@ def _diverging_curve(f: Features):
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
         if name == "val_loss" and f.train is not None and f.train.rise_from_min < 0.1:
             sev *= 0.3  # val rising while train keeps falling is overfitting, not divergence
+        if name == "val_loss" and f.train is None and above_start <= 0:
+            # Only val_loss to go by: a rise that stays below the untrained loss reads as
+            # overfitting (val cross-entropy grows without bound as the model grows overconfident);
+            # a divergence takes the loss past where it started.
+            sev *= 0.3
         if sh.last <= 1.1 * f.curves.initial_loss and sh.jitter < 0.05:
             # a smooth return to (not beyond) the untrained loss: strong weight decay pulling the
             # weights back to zero, not a divergence
@@ -294,7 +299,11 @@ def _underfitting(f: Features):
     strong = max(reg, ramp(val_below, 0.0, 0.15))
     evidence = max(strong, ramp(level, 0.7, 0.9))
     # with strong regularisation in the config, a loss held at a quarter of its untrained value is high
-    sev = flat * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.04, 0.16))
+    # a curve that climbed well back up from its minimum did fit once: unless strong
+    # regularisation pulled it back (weights decayed towards zero), that is overfitting or
+    # divergence, not a model too constrained to fit
+    refit = 1.0 - ramp(t.rise_from_min, 0.1, 0.3) * (1.0 - reg)
+    sev = flat * refit * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.04, 0.16))
     if sev <= 0:
         return None
     name = "train_loss" if f.train is not None else "val_loss"

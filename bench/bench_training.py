@@ -128,9 +128,9 @@ class LoopEnd(Callback):
 
 
 class DrainEnd(Callback):
-    order = 10_000  # after MlflowLogger.on_fit_end, which waits until the writer has stored everything
+    order = 10_000  # after MlflowLogger.on_teardown, which waits until the writer has stored everything
 
-    def on_fit_end(self, training):
+    def on_teardown(self, training):
         training.bench_drained = time.perf_counter()
 
 

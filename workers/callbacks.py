@@ -18,6 +18,9 @@ class Callback:
     def on_step_end(self, training): ...
     def on_epoch_end(self, training): ...
     def on_fit_end(self, training): ...
+    # After every callback's on_fit_end: wait for work handed off there (a writer's backlog,
+    # a thread's last write), so that such work of several callbacks overlaps.
+    def on_teardown(self, training): ...
 
     # Resumable callbacks keep their state in the checkpoint.
     def state_dict(self) -> dict:
@@ -68,3 +71,4 @@ class Recorder(Callback):
     def on_step_end(self, training): self._log("on_step_end", training)
     def on_epoch_end(self, training): self._log("on_epoch_end", training)
     def on_fit_end(self, training): self._log("on_fit_end", training)
+    def on_teardown(self, training): self._log("on_teardown", training)

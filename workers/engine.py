@@ -7,13 +7,16 @@
 `fit` trains the config's model on its data set and returns a `FitResult` with the
 DESIGN.md metrics: train_loss, lr and grad_norm (before clipping) per global step from 0;
 train_loss_epoch, train_accuracy, val_loss and val_accuracy per epoch from 1. A non-finite
-loss or gradient ends the run as "diverged" (the non-finite point is recorded); a callback
+loss or gradient ends the run as "diverged" at the step where it happened (the non-finite point
+is recorded; the loop checks the values in bulk, so a few steps after it may have run and are
+dropped); a callback
 can end it early with `training.stop(reason, status)`. A CPU run is reproducible from its
 seed, and `checkpoint=` (a dict from `Training.checkpoint()`) resumes a run exactly where
 an epoch ended.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 
 from workers import finetune
-from workers.callbacks import EarlyStopping
+from workers.callbacks import Callback, EarlyStopping
 from workers.datasets import load_dataset
 from workers.nets import build_model
 from workers.schedules import Schedule
@@ -34,6 +37,8 @@ from workers.schedules import Schedule
 STEP_METRICS = ("train_loss", "lr", "grad_norm")
 EPOCH_METRICS = ("train_loss_epoch", "train_accuracy", "val_loss", "val_accuracy")
 EVAL_CHUNK = 8192
+RECORD_SECONDS = 0.25     # the per-step values wait on the device at most about this long...
+RECORD_STEPS = 1024       # ...or this many steps (and never past an epoch end) before one bulk copy
 CHECKPOINT_VERSION = 1
 
 
@@ -124,7 +129,14 @@ class Training:
         self.epoch = 0            # completed epochs
         self.step = 0             # optimizer steps taken = global step of the next one
         self.history = {name: [] for name in STEP_METRICS + EPOCH_METRICS}
-        self.step_metrics = {}    # the last step's train_loss, lr, grad_norm
+        self.step_metrics = {}    # the last recorded step's train_loss, lr, grad_norm
+        # Steps taken but not yet in `history`; `record_steps()` moves them over in bulk. On an
+        # accelerator losses and grad norms wait as 0-d device tensors (no sync a step) and are
+        # copied back in one go; on the CPU reading a value is a plain memory read, cheaper
+        # than keeping the tensors alive, so they are read at once (`defer_reads` False).
+        self.defer_reads = self.device.type != "cpu"
+        self._pending_loss, self._pending_norm, self._pending_lr = [], [], []
+        self._next_record = 0.0
         self.epoch_metrics = {}   # the last epoch's metrics
         self.best_val_loss = self.best_val_accuracy = self.best_epoch = None
         self.status, self.reason = "running", ""
@@ -151,6 +163,12 @@ class Training:
         for cb in self.callbacks:
             getattr(cb, hook)(self)
 
+    def _hooks(self, hook):
+        """The callbacks' bound `hook` methods, those left as Callback's no-op skipped."""
+        base = getattr(Callback, hook)
+        return [getattr(cb, hook) for cb in self.callbacks
+                if getattr(type(cb), hook, None) is not base or hook in vars(cb)]
+
     @property
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.started if self.started else 0.0)
@@ -165,30 +183,41 @@ class Training:
 
     def fit(self) -> FitResult:
         self.started = time.monotonic()
+        self._next_record = self.started + RECORD_SECONDS
+        self._pending_from = self.step  # global step of the first pending value
+        self._step_hooks = self._hooks("on_step_end")
         self.model.train()
         try:
             self._emit("on_fit_start")
             while self.epoch < self.epochs and not self.should_stop:
                 self._emit("on_epoch_start")
                 self._train_epoch()
+            self.record_steps()
             if not self.should_stop:
                 self.status = "succeeded"
             self.reason = self.stop_reason or f"completed {self.epoch} epochs"
         except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self.record_steps()
             self.status, self.reason = "failed", f"{type(exc).__name__}: {exc}"
-            self._emit("on_fit_end")
+            try:
+                self._emit("on_fit_end")
+            finally:
+                self._emit("on_teardown")
             raise
         self._emit("on_fit_end")
+        self._emit("on_teardown")
         return self.result()
 
     def _train_epoch(self):
         n, bs = self.data.n_train, self.batch_size
         order = torch.randperm(n, generator=self.generator).to(self.device)
-        self._loss_sum, self._seen, self._outputs = 0.0, 0, []
+        self._outputs = []
         i = 0
         while i < self.steps_per_epoch and not self.should_stop:
             self._train_step(order[i * bs:(i + 1) * bs])
             i += 1
+        self.record_steps()  # also checks the epoch's last steps for a non-finite value
         if i == self.steps_per_epoch and self.status != "diverged":
             self._end_epoch(order[:i * bs])
 
@@ -196,39 +225,63 @@ class Training:
         data = self.data
         lr = self.schedule.apply(self.optimizer, self.step)
         xb = data.augment(idx, self.generator) if data.augment else data.x_train[idx]
-        yb = data.y_train[idx]
         out = self.model(xb)
-        loss = self.loss_fn(out, yb)
-        loss_value = loss.item()
-        grad_norm = math.nan
-        if math.isfinite(loss_value):
-            self.flat_grad.zero_()
-            loss.backward()
-            norm = torch.linalg.vector_norm(self.flat_grad)  # every gradient is a view of it
-            grad_norm = norm.item()
-            if math.isfinite(grad_norm):
-                if self.grad_clip and grad_norm > self.grad_clip:
-                    self.flat_grad.mul_(self.grad_clip / (grad_norm + 1e-6))
-                self.optimizer.step()
-        self._record_step(loss_value, lr, grad_norm)
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            what = "loss" if not math.isfinite(loss_value) else "gradient norm"
-            self._diverge(self.step, f"non-finite {what} ({loss_value if what == 'loss' else grad_norm}) "
-                                     f"at step {self.step}, epoch {self.epoch + 1}")
+        loss = self.loss_fn(out, data.y_train[idx])
+        self.flat_grad.zero_()
+        loss.backward()
+        norm = torch.linalg.vector_norm(self.flat_grad)  # every gradient is a view of it: one op
+        if self.grad_clip:  # as clip_grad_norm_ does, without reading the norm back
+            self.flat_grad.mul_(torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0))
+        self.optimizer.step()
+        # No .item() on an accelerator (a device sync): the values are read in bulk by
+        # record_steps, which also ends the run as diverged at the first non-finite one.
+        if self.defer_reads:
+            self._pending_loss.append(loss.detach())
+            self._pending_norm.append(norm)
         else:
-            self._loss_sum += loss_value * len(idx)
-            self._seen += len(idx)
-            self._outputs.append(out.detach())
+            self._pending_loss.append(loss.item())
+            self._pending_norm.append(norm.item())
+        self._pending_lr.append(lr)
+        self._outputs.append(out.detach())
         self.step += 1
         self.steps_this_session += 1
-        self._emit("on_step_end")
+        pending = len(self._pending_lr)
+        if (pending & 7) == 0 and (pending >= RECORD_STEPS or time.monotonic() >= self._next_record):
+            self.record_steps()
+        for hook in self._step_hooks:
+            hook(self)
 
-    def _record_step(self, loss_value, lr, grad_norm):
-        h, s = self.history, self.step
-        h["train_loss"].append((s, loss_value))
-        h["lr"].append((s, lr))
-        h["grad_norm"].append((s, grad_norm))
-        self.step_metrics = {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+    def record_steps(self):
+        """Copy the pending per-step values into `history` (one bulk device-to-host copy) and
+        check them: at the first non-finite loss or gradient norm the history ends (that point
+        included), the steps after it are dropped and the run ends as diverged at that step.
+        The loop calls it at every epoch end and a few times a second; a callback that needs
+        the latest steps (a logger's flush) may call it too (from the loop's thread)."""
+        lrs = self._pending_lr
+        if not lrs:
+            return
+        losses, norms, first, n = self._pending_loss, self._pending_norm, self._pending_from, len(lrs)
+        self._pending_loss, self._pending_norm, self._pending_lr = [], [], []
+        self._pending_from = first + n
+        self._next_record = time.monotonic() + RECORD_SECONDS
+        values = torch.stack(losses + norms).tolist() if self.defer_reads else losses + norms
+        loss_v, norm_v = values[:n], values[n:]
+        bad = None
+        if not math.isfinite(sum(values)):  # rare (or an overflow of finite values): look for the first non-finite step
+            bad = next((i for i in range(n) if not (math.isfinite(loss_v[i]) and math.isfinite(norm_v[i]))), None)
+        keep = n if bad is None else bad + 1
+        steps = range(first, first + keep)
+        h = self.history
+        h["train_loss"].extend(zip(steps, loss_v[:keep]))
+        h["lr"].extend(zip(steps, lrs[:keep]))
+        h["grad_norm"].extend(zip(steps, norm_v[:keep]))
+        self.step_metrics = {"train_loss": loss_v[keep - 1], "lr": lrs[keep - 1], "grad_norm": norm_v[keep - 1]}
+        if bad is not None:
+            step, loss_value, grad_norm = first + bad, loss_v[bad], norm_v[bad]
+            what, value = ("loss", loss_value) if not math.isfinite(loss_value) else ("gradient norm", grad_norm)
+            self.steps_this_session -= self.step - (step + 1)
+            self.step = step + 1  # the steps run after it are not counted
+            self._diverge(step, f"non-finite {what} ({value}) at step {step}, epoch {self.epoch + 1}")
 
     def _diverge(self, step, reason):
         self.stop(reason, status="diverged")
@@ -240,10 +293,15 @@ class Training:
         # Accuracy of the training batches as they were seen (one op for the whole epoch).
         correct = (torch.cat(self._outputs).argmax(1) == self.data.y_train[seen_idx]).sum().item()
         self._outputs = []
+        # The epoch's mean loss over its examples (batch i holds min(bs, n - i * bs) of them).
+        n, bs, loss_sum = self.data.n_train, self.batch_size, 0.0
+        for i, (_, value) in enumerate(self.history["train_loss"][-self.steps_per_epoch:]):
+            loss_sum += value * min(bs, n - i * bs)
+        seen = len(seen_idx)
         val_loss, val_accuracy = self.evaluate()
         metrics = {
-            "train_loss_epoch": self._loss_sum / max(1, self._seen),
-            "train_accuracy": correct / max(1, self._seen),
+            "train_loss_epoch": loss_sum / max(1, seen),
+            "train_accuracy": correct / max(1, seen),
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
         }
@@ -275,6 +333,7 @@ class Training:
     # ------------------------------------------------------------------ results, checkpoints
 
     def result(self) -> FitResult:
+        self.record_steps()
         return FitResult(
             history={k: list(v) for k, v in self.history.items()},
             steps_per_epoch=self.steps_per_epoch, status=self.status, reason=self.reason,
@@ -288,6 +347,7 @@ class Training:
         """Everything needed to resume: model, optimizer, schedule, epoch, step, RNG states,
         history (the per-step part only if `step_history`: it grows with the run) and callback
         state. Tensors are live: serialise it before training goes on."""
+        self.record_steps()
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                "batches": self.generator.get_state()}
         if self.device.type == "cuda":

@@ -37,6 +37,7 @@ class RunSync(Callback):
         self.stop_requested = False
         self._done = threading.Event()
         self._thread = None
+        self._final_error = None
         self._series_sent = {}
 
     def on_fit_start(self, training):
@@ -53,10 +54,19 @@ class RunSync(Callback):
     on_epoch_end = on_step_end
 
     def on_fit_end(self, training):
+        # The thread writes the final progress and series while the other callbacks hand
+        # their last work off (the MLflow writer's last batch); on_teardown waits for it.
         self._done.set()
+        if self._thread is None:
+            self._sync(training, series=True, check_stop=False)
+
+    def on_teardown(self, training):
         if self._thread is not None:
             self._thread.join()
-        self._sync(training, series=True, check_stop=False)
+            self._thread = None
+        if self._final_error is not None:
+            error, self._final_error = self._final_error, None
+            raise error
 
     def _loop(self, training):
         from django.db import close_old_connections, connection
@@ -72,6 +82,10 @@ class RunSync(Callback):
                 except Exception:  # a missed progress write is retried at the next tick
                     log.exception("run %s: progress not written", self.run_id)
                     close_old_connections()
+            try:  # the final write: progress and every remaining series point
+                self._sync(training, series=True, check_stop=False)
+            except Exception as exc:  # raised by on_teardown, in the loop's thread
+                self._final_error = exc
         finally:
             connection.close()
 

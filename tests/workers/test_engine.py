@@ -127,7 +127,7 @@ def test_a_callback_stops_the_run_with_a_reason_after_the_current_step():
     r = fit(cfg(epochs=5), callbacks=[StopAtStep(), rec])
     assert (r.status, r.reason, r.steps_run) == ("stopped", "enough", 7)
     hooks = [h for h, _, _ in rec.calls]
-    assert hooks[0] == "on_fit_start" and hooks[-1] == "on_fit_end"
+    assert hooks[0] == "on_fit_start" and hooks[-2:] == ["on_fit_end", "on_teardown"]
     assert hooks.count("on_step_end") == 7
 
 
@@ -139,7 +139,7 @@ def test_the_fit_end_hook_runs_when_training_fails():
     rec = Recorder()
     with pytest.raises(RuntimeError):
         fit(cfg(), callbacks=[Boom(), rec])
-    assert rec.calls[-1][0] == "on_fit_end"
+    assert [c[0] for c in rec.calls[-2:]] == ["on_fit_end", "on_teardown"]
 
 
 def test_a_run_resumed_from_a_checkpoint_matches_an_uninterrupted_run():
@@ -169,3 +169,22 @@ def test_warmup_starts_at_a_hundredth_of_the_lr():
     spe = r.steps_per_epoch
     assert lrs[0] == pytest.approx(0.001)
     assert lrs[:spe] == sorted(lrs[:spe]) and lrs[spe] == pytest.approx(0.1)
+
+
+def test_values_read_in_bulk_from_the_device_match_values_read_at_every_step():
+    config = cfg(epochs=3, grad_clip=0.5)
+    per_step = Training(config)
+    assert not per_step.defer_reads  # on the CPU a value is read at once
+    deferred = Training(config)
+    deferred.defer_reads = True      # as on CUDA: 0-d tensors copied back in bulk
+    assert deferred.fit().history == per_step.fit().history
+
+
+def test_a_divergence_found_in_bulk_ends_the_history_at_the_non_finite_step():
+    config = validate_config(dict(dataset="digits", lr=100, epochs=5))
+    per_step, deferred = Training(config), Training(config)
+    deferred.defer_reads = True
+    a, b = per_step.fit(), deferred.fit()
+    assert a.status == b.status == "diverged" and a.diverged_step == b.diverged_step
+    assert a.steps_run == b.steps_run == a.diverged_step + 1
+    assert len(b.history["train_loss"]) == len(a.history["train_loss"])

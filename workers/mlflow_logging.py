@@ -456,18 +456,20 @@ class MlflowLogger(Callback):
         """Hand the history's new points to the writer."""
         training.record_steps()  # the steps whose values still wait on the device
         now = int(time.time() * 1000)
-        points = []
+        times, points = self._times, []
         for key, history in training.history.items():
-            start = self._sent.get(key, 0)
-            if start == len(history):
+            start, end = self._sent.get(key, 0), len(history)
+            if start == end:
                 continue
+            new = history[start:end]
             done = self.logged_through.get(key, -1)
-            epochwise = key in EPOCH_METRICS
-            for step, value in history[start:]:
-                if step > done:
-                    ts = self._times.get(("epoch", step) if epochwise else step, now)
-                    points.append((key, float(value), ts, step))
-            self._sent[key] = len(history)
+            if done >= 0:  # a resumed run: what MLflow has already is not sent again
+                new = [p for p in new if p[0] > done]
+            if key in EPOCH_METRICS:
+                points.extend([(key, float(v), times.get(("epoch", s), now), s) for s, v in new])
+            else:
+                points.extend([(key, float(v), times.get(s, now), s) for s, v in new])
+            self._sent[key] = end
         self._times.clear()
         self._pending_steps = 0
         self._next_check = time.monotonic() + self.flush_seconds

@@ -60,34 +60,43 @@ def regularisation(config: dict) -> float:
                ramp(config_number(config, "label_smoothing", 0.0), 0.1, 0.3))
 
 
-def lr_is_high(config: dict) -> float:
-    """0..1: how far the LR is above the usual stable range of its optimizer (prior knowledge:
-    SGD's effective step lr/(1-momentum) rarely trains above ~1, Adam-like ones above ~0.01)."""
+def _log_lr(config: dict):
+    """(optimizer, log10 of its effective LR) or None: for SGD the step lr/(1-momentum)."""
     opt = str(config.get("optimizer", "sgd")).lower()
     lr = config_number(config, "lr", 0.0)
     if lr <= 0:
-        return 0.0
+        return None
     if opt == "sgd":
-        eff = lr / max(1e-3, 1.0 - min(0.999, config_number(config, "momentum", 0.0)))
-        return ramp(math.log10(eff), math.log10(0.5), math.log10(3.0))
+        lr /= max(1e-3, 1.0 - min(0.999, config_number(config, "momentum", 0.0)))
+    return opt, math.log10(lr)
+
+
+def lr_is_high(config: dict) -> float:
+    """0..1: how far the LR is above the usual stable range of its optimizer (prior knowledge:
+    SGD's effective step lr/(1-momentum) rarely trains above ~1, Adam-like ones above ~0.01)."""
+    found = _log_lr(config)
+    if found is None:
+        return 0.0
+    opt, x = found
+    if opt == "sgd":
+        return ramp(x, math.log10(0.5), math.log10(3.0))
     if opt == "adagrad":
-        return ramp(math.log10(lr), -1.0, -0.3)
-    return ramp(math.log10(lr), -2.0, -1.3)
+        return ramp(x, -1.0, -0.3)
+    return ramp(x, -2.0, -1.3)
 
 
 def lr_is_low(config: dict) -> float:
     """0..1: how far the LR is below the usual range of its optimizer (SGD: an effective step
     under ~0.01; Adam-like: under ~1e-4)."""
-    opt = str(config.get("optimizer", "sgd")).lower()
-    lr = config_number(config, "lr", 0.0)
-    if lr <= 0:
+    found = _log_lr(config)
+    if found is None:
         return 0.0
+    opt, x = found
     if opt == "sgd":
-        eff = lr / max(1e-3, 1.0 - min(0.999, config_number(config, "momentum", 0.0)))
-        return 1.0 - ramp(math.log10(eff), -2.5, -1.5)
+        return 1.0 - ramp(x, -2.5, -1.5)
     if opt == "adagrad":
-        return 1.0 - ramp(math.log10(lr), -3.0, -2.0)
-    return 1.0 - ramp(math.log10(lr), -4.0, -3.3)
+        return 1.0 - ramp(x, -3.0, -2.0)
+    return 1.0 - ramp(x, -4.0, -3.3)
 
 
 def _collapsed(f: Features):

@@ -11,16 +11,10 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+from tests.waiting import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not ready after {timeout}s")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +36,7 @@ def redis_server():
         except redis_lib.ConnectionError:
             return False
 
-    _wait_for(up, 10, "redis-server")
+    wait_for(up, 10, "redis-server")
     yield {"url": os.environ["REDIS_URL"], "port": port, "client": client, "proc": proc}
     proc.terminate()
     proc.wait(10)
@@ -66,7 +60,7 @@ class WorkerProcess:
              "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        _wait_for(lambda: b"ready" in Path(self.log_path).read_bytes() or self.proc.poll() is not None,
+        wait_for(lambda: b"ready" in Path(self.log_path).read_bytes() or self.proc.poll() is not None,
                   60, "celery worker")
         if self.proc.poll() is not None:
             raise RuntimeError("celery worker exited:\n" + Path(self.log_path).read_text()[-3000:])

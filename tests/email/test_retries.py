@@ -10,14 +10,8 @@ from tracking.email_tasks import MAX_RETRIES, send_outbox_email
 from tracking.models import NotificationSetting, OutboxEmail
 from tracking.notifications import notify_run_ended
 
+from tests.waiting import wait_for
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -45,13 +39,13 @@ def test_with_the_smtp_server_down_it_retries_and_sends_exactly_once_when_it_is_
         current = OutboxEmail.objects.get(pk=row.pk)
         return current.attempts >= 2 and current.state == "pending"
 
-    wait_until(released_after_two_attempts, 20, "two failed attempts")
+    wait_for(released_after_two_attempts, 20, "two failed attempts")
     row.refresh_from_db()
     assert "Connection refused" in row.error
 
     server = SmtpServer(smtp_port).start()
     try:
-        wait_until(lambda: OutboxEmail.objects.get(pk=row.pk).state == "sent", 30, "the email to be sent")
+        wait_for(lambda: OutboxEmail.objects.get(pk=row.pk).state == "sent", 30, "the email to be sent")
         time.sleep(1.0)  # a duplicate would arrive now
         assert [m["to"] for m in server.inbox.messages] == [["bob@example.com"]]
         assert server.inbox.messages[0]["msg"]["Subject"].startswith("[vision] run 42 overfitting")

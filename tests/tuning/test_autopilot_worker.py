@@ -3,7 +3,6 @@ advances the autopilot, and the team's email arrives over real SMTP on loopback.
 import email
 import socket
 import threading
-import time
 from email import policy
 
 import pytest
@@ -13,6 +12,8 @@ from tracking import autopilot
 from tracking.config import validate_config
 from tracking.models import Autopilot, Run
 from tracking.services import run_create
+
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +44,6 @@ def smtp_for_worker(monkeypatch):
     controller.stop()
 
 
-def wait(predicate, timeout, what, log):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached in {timeout}s\n{log()[-3000:]}")
-
 
 def test_tune_this_run_trains_rounds_on_the_worker_and_emails_the_team(smtp_for_worker, celery_worker_process,
                                                                         team_users):
@@ -59,7 +52,7 @@ def test_tune_this_run_trains_rounds_on_the_worker_and_emails_the_team(smtp_for_
     start = run_create(project=team_users["project"], owner=team_users["admin"], config=config, name="slow start")
     pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"], max_rounds=2)
     log = celery_worker_process.log
-    wait(lambda: Autopilot.objects.get(pk=pilot.pk).state == Autopilot.State.DONE, 150, "the autopilot's end", log)
+    wait_for(lambda: Autopilot.objects.get(pk=pilot.pk).state == Autopilot.State.DONE, 150, "the autopilot's end", log=log)
     pilot.refresh_from_db()
     start.refresh_from_db()
     rounds = list(pilot.rounds.select_related("run", "parent_run"))
@@ -73,7 +66,7 @@ def test_tune_this_run_trains_rounds_on_the_worker_and_emails_the_team(smtp_for_
     assert rounds[0].parent_run_id == start.pk
     best = min([start] + [r.run for r in rounds], key=lambda run: run.best_val_loss)
     assert pilot.best_run_id == best.pk and pilot.best_val_loss == pytest.approx(best.best_val_loss)
-    wait(lambda: any("Autopilot" in m["Subject"] for m in smtp_for_worker.messages), 20, "the email", log)
+    wait_for(lambda: any("Autopilot" in m["Subject"] for m in smtp_for_worker.messages), 20, "the email", log=log)
     mails = [m for m in smtp_for_worker.messages if "Autopilot" in m["Subject"]]
     assert sorted(m["To"] for m in mails) == ["alice@example.com", "bob@example.com"]
     assert pilot.stop_reason in mails[0]["Subject"]

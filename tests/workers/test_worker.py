@@ -8,6 +8,7 @@ import pytest
 from celery import Celery
 
 from tests.conftest import WorkerProcess
+from tests.waiting import wait_for
 from tracking.models import Run
 from workers import dispatch
 from workers.dispatch import enqueue_run
@@ -15,15 +16,6 @@ from workers.recovery import enqueue_waiting_runs, recover_stalled_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-
-def wait_for(predicate, timeout, what, worker=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s" + (f"\n{worker.log()[-4000:]}" if worker else ""))
 
 
 def status_of(run):
@@ -41,7 +33,7 @@ def steps(client, run_id, key):
 def test_a_queued_run_trains_to_succeeded_with_its_metrics_in_mlflow(celery_worker_process, run_factory, mlflow_client):
     run = run_factory({"dataset": "digits", "epochs": 3, "optimizer": "adam", "lr": 0.005})
     assert enqueue_run(run.pk)
-    wait_for(lambda: ended(run), 60, "end of run", celery_worker_process)
+    wait_for(lambda: ended(run), 60, "end of run", log=celery_worker_process.log)
     run.refresh_from_db()
     assert run.status == "succeeded", run.status_reason
     assert run.device == "cpu" and run.worker and run.attempts == 1
@@ -61,7 +53,7 @@ def test_a_queued_run_trains_to_succeeded_with_its_metrics_in_mlflow(celery_work
 def test_a_run_with_a_huge_learning_rate_ends_as_diverged(celery_worker_process, run_factory, mlflow_client):
     run = run_factory({"dataset": "digits", "epochs": 5, "lr": 100})
     enqueue_run(run.pk)
-    wait_for(lambda: ended(run), 60, "end of run", celery_worker_process)
+    wait_for(lambda: ended(run), 60, "end of run", log=celery_worker_process.log)
     run.refresh_from_db()
     assert run.status == "diverged" and run.diverged_step is not None
     assert "non-finite" in run.status_reason
@@ -72,10 +64,10 @@ def test_a_run_with_a_huge_learning_rate_ends_as_diverged(celery_worker_process,
 def test_stop_ends_a_run_within_5_seconds_with_a_checkpoint(celery_worker_process, run_factory, mlflow_client):
     run = run_factory({"dataset": "digits", "epochs": 5000})
     enqueue_run(run.pk)
-    wait_for(lambda: Run.objects.get(pk=run.pk).epoch >= 2, 60, "epoch 2", celery_worker_process)
+    wait_for(lambda: Run.objects.get(pk=run.pk).epoch >= 2, 60, "epoch 2", log=celery_worker_process.log)
     Run.objects.filter(pk=run.pk).update(stop_requested=True)
     asked = time.monotonic()
-    wait_for(lambda: ended(run), 5, "stopped within 5 s", celery_worker_process)
+    wait_for(lambda: ended(run), 5, "stopped within 5 s", log=celery_worker_process.log)
     assert time.monotonic() - asked < 5
     run.refresh_from_db()
     assert run.status == "stopped" and "request" in run.status_reason and run.epoch < 5000
@@ -98,10 +90,10 @@ def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_
     epochs = 200
     run = run_factory({"dataset": "digits", "epochs": epochs, "width": 128, "lr": 0.02})
     enqueue_run(run.pk)
-    wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 60, "an MLflow run", celery_worker_process)
+    wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 60, "an MLflow run", log=celery_worker_process.log)
     run.refresh_from_db()
     wait_for(lambda: mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints"), 60, "a checkpoint",
-             celery_worker_process)
+             log=celery_worker_process.log)
     celery_worker_process.kill(signal.SIGKILL)
     killed_at = Run.objects.get(pk=run.pk).epoch
     assert 0 < killed_at < epochs
@@ -113,7 +105,7 @@ def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_
     assert status_of(run) == "queued"
     replacement = WorkerProcess("cpu,gpu,default", tmp_path / "replacement.log").start()
     try:
-        wait_for(lambda: ended(run), 120, "end of the resumed run", replacement)
+        wait_for(lambda: ended(run), 120, "end of the resumed run", log=replacement.log)
     finally:
         replacement.kill(signal.SIGTERM)
     run.refresh_from_db()
@@ -131,7 +123,8 @@ def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_
 def test_a_run_queued_while_redis_is_down_stays_queued_and_is_sent_later(
         celery_worker_process, run_factory, monkeypatch):
     run = run_factory({"dataset": "wine", "epochs": 2})
-    down = Celery("down", broker="redis://127.0.0.1:9/0")  # nothing listens there
+    # nothing listens there; not made the current app, which shared tasks elsewhere would then use
+    down = Celery("down", broker="redis://127.0.0.1:9/0", set_as_current=False)
     with monkeypatch.context() as m:
         m.setattr(dispatch, "app", down)
         assert enqueue_run(run.pk) is False
@@ -139,7 +132,7 @@ def test_a_run_queued_while_redis_is_down_stays_queued_and_is_sent_later(
     assert run.status == "queued" and run.enqueued_at is None
 
     assert enqueue_waiting_runs(min_age=timedelta(0)) == 1
-    wait_for(lambda: ended(run), 60, "end of run", celery_worker_process)
+    wait_for(lambda: ended(run), 60, "end of run", log=celery_worker_process.log)
     assert status_of(run) == "succeeded"
 
 

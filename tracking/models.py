@@ -262,6 +262,7 @@ class Sweep(models.Model):
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
+        STOPPED = "stopped"  # by a user: no further trial is asked (sweeps.sweep_stop)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sweeps")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sweeps")
@@ -298,6 +299,7 @@ class Trial(models.Model):
         RUNNING = "running"
         COMPLETE = "complete"
         FAILED = "failed"
+        STOPPED = "stopped"  # its run was stopped (told to the study as PRUNED)
 
     sweep = models.ForeignKey(Sweep, on_delete=models.CASCADE, related_name="trials")
     stage = models.PositiveSmallIntegerField()

@@ -6,7 +6,9 @@ trains `stage2_trials` points for the base config's full length. All of a stage'
 created at once (`run_create`), so the workers train them in parallel. Each stage is an Optuna
 study in an RDB storage file under VAR_DIR (`optuna.db`); when a trial's run ends,
 `on_run_ended(run_id)` tells the study its best val_loss and advances the sweep. Every step
-claims its work with a conditional UPDATE, so a repeated call does nothing twice.
+claims its work with a conditional UPDATE, so a repeated call does nothing twice. `sweep_stop`
+ends a running sweep: its running trials are asked to stop, its queued ones end at once, and no
+trial is asked after it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from django.utils import timezone
 
 from .config import ConfigError, validate_config
 from .models import Run, Sweep, Trial
-from .services import run_create
+from .services import run_create, run_request_stop
 
 SWEEPABLE = {  # param -> the kind of range it takes
     "lr": "float", "weight_decay": "float", "momentum": "float", "dropout": "float",
@@ -207,7 +209,8 @@ def on_run_ended(run_id: int) -> bool:
         return False
     value = trial.run.best_val_loss
     ok = trial.run.status == Run.Status.SUCCEEDED and value is not None and math.isfinite(value)
-    state = Trial.State.COMPLETE if ok else Trial.State.FAILED
+    stopped = not ok and trial.run.status == Run.Status.STOPPED
+    state = Trial.State.COMPLETE if ok else Trial.State.STOPPED if stopped else Trial.State.FAILED
     if not Trial.objects.filter(pk=trial.pk, state=Trial.State.RUNNING).update(
             state=state, value=value if ok else None):
         return False
@@ -215,16 +218,41 @@ def on_run_ended(run_id: int) -> bool:
     if ok:
         study.tell(trial.number, value)
     else:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial.number, state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL)
     advance(trial.sweep.pk)
+    return True
+
+
+def sweep_stop(*, sweep: Sweep, user) -> bool:
+    """Stop a running sweep: mark it stopped, ask its running trial runs to stop (as the run
+    page's stop button does) and end its queued ones; the study hears of each ended trial, and
+    no further trial is asked. False, with nothing changed, when the sweep had already ended."""
+    with transaction.atomic():
+        # The claim comes first: a concurrent stage-2 launch either commits before it (its
+        # trials are then seen below) or finds the sweep no longer running and launches nothing.
+        if not Sweep.objects.filter(pk=sweep.pk, state=Sweep.State.RUNNING).update(
+                state=Sweep.State.STOPPED, stop_reason=f"stopped by {user.get_username()}",
+                finished_at=timezone.now()):
+            sweep.refresh_from_db()
+            return False
+        runs = [t.run for t in sweep.trials.filter(state=Trial.State.RUNNING).select_related("run")]
+        for run in runs:
+            run_request_stop(run=run)
+        best = sweep.trials.filter(state=Trial.State.COMPLETE).order_by("value").first()
+        if best is not None:
+            Sweep.objects.filter(pk=sweep.pk).update(best_run_id=best.run_id)
+    for run in runs:  # the queued runs just ended (and runs ended but not told yet): tell the study
+        on_run_ended(run.pk)
+    sweep.refresh_from_db()
     return True
 
 
 def advance(sweep_id: int) -> str:
     """Start stage 2 once every stage-1 trial is told; finish once every stage-2 trial is."""
     sweep = Sweep.objects.get(pk=sweep_id)
-    if sweep.state != Sweep.State.RUNNING or sweep.trials.filter(
-            stage=sweep.stage, state=Trial.State.RUNNING).exists():
+    if sweep.state != Sweep.State.RUNNING:
+        return sweep.state  # done, failed or stopped: nothing more is asked
+    if sweep.trials.filter(stage=sweep.stage, state=Trial.State.RUNNING).exists():
         return "waiting"
     done = list(sweep.trials.filter(stage=sweep.stage, state=Trial.State.COMPLETE).order_by("value"))
     if sweep.stage == 1:

@@ -51,6 +51,7 @@ urlpatterns += [
     path("lr-find/<int:run_id>/use/", views_tuning.lr_find_use, name="lr-find-use"),
     path("runs/<int:run_id>/sweep/new/", views_tuning.sweep_new, name="sweep-new"),
     path("sweeps/<int:sweep_id>/", views_tuning.sweep_detail, name="sweep"),
+    path("sweeps/<int:sweep_id>/stop/", views_tuning.sweep_stop, name="sweep-stop"),
     path("runs/<int:run_id>/autopilot/", views_tuning.autopilot_start, name="autopilot-start"),
     path("autopilots/<int:pilot_id>/", views_tuning.autopilot_detail, name="autopilot"),
     path("autopilots/<int:pilot_id>/stop/", views_tuning.autopilot_stop, name="autopilot-stop"),

@@ -174,6 +174,17 @@ def sweep_detail(request, sweep_id):
         "borders": {k: v["border"] for k, v in data["params"].items() if v["border"]}})
 
 
+@require_POST
+def sweep_stop(request, sweep_id):
+    """"Stop sweep": running trials are asked to stop, queued ones end, no trial is asked after."""
+    sweep = _sweep_or_404(request.user, sweep_id)
+    if sweeps.sweep_stop(sweep=sweep, user=request.user):
+        messages.info(request, "Sweep stopped: its running trials were asked to stop, its queued ones will not train.")
+    else:
+        messages.error(request, f"This sweep has already ended ({sweep.state}); nothing was changed.")
+    return redirect(sweep)
+
+
 # ---------------------------------------------------------------- autopilot
 
 @require_POST

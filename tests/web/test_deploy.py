@@ -57,3 +57,15 @@ def test_web_and_worker_share_the_same_settings():
     assert web["DATABASE_URL"].startswith("postgres://") and "@postgres:" in web["DATABASE_URL"]
     assert web["REDIS_URL"].startswith("redis://redis:")
     assert services["web"]["volumes"] == services["worker"]["volumes"]  # uploaded CSVs reach the workers
+
+
+def test_the_sweeps_optuna_storage_is_the_postgres_service_with_a_driver_sqlalchemy_loads():
+    from urllib.parse import urlsplit
+
+    import sqlalchemy
+
+    web = compose()["services"]["web"]["environment"]
+    url = sqlalchemy.engine.make_url(web["OPTUNA_STORAGE"].replace("${POSTGRES_PASSWORD:-runwise}", "pw"))
+    assert url.get_dialect().name == "postgresql" and url.get_dialect().driver == "psycopg"  # installed driver
+    django_db = urlsplit(web["DATABASE_URL"])
+    assert (url.host, url.port, url.database) == (django_db.hostname, django_db.port, django_db.path.lstrip("/"))

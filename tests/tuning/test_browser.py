@@ -1,5 +1,5 @@
 """The tuning pages in Chromium (Playwright): the log-x LR plot with its suggestions and "Use this
-LR", the sweep's scatters and border flag, the autopilot's lineage tree; no JavaScript error."""
+LR", the sweep's scatters, border flag and Stop button, the autopilot's lineage tree; no JavaScript error."""
 import math
 
 import pytest
@@ -58,7 +58,7 @@ def test_the_lr_plot_marks_three_suggestions_and_use_this_lr_makes_a_run(page, t
     assert new.config["scheduler"] == "onecycle" and new.config["lr"] == pytest.approx(float(valley), rel=1e-3)
 
 
-def test_the_sweep_page_draws_scatters_and_flags_a_border_value(page, team_users):
+def test_the_sweep_page_draws_scatters_flags_a_border_value_and_stops_the_sweep(page, team_users):
     source = a_run(team_users)
     sweep = sweeps.sweep_create(project=source.project, owner=source.owner, base_config=source.config,
                                 space={"lr": {"low": 1e-3, "high": 1, "log": True},
@@ -73,6 +73,11 @@ def test_the_sweep_page_draws_scatters_and_flags_a_border_value(page, team_users
     page.wait_for_selector("#scatter-dropout canvas")
     assert "low border" in page.locator(".border-flag[data-param=lr]").inner_text()
     assert page.locator("#trials tbody tr").count() == 3 + 3
+    # "Stop sweep": the three queued stage-2 runs end, the page shows the stopped state and reason.
+    page.locator("#sweep-stop-form button", has_text="Stop sweep").click()
+    page.wait_for_selector("text=stopped by bob")
+    assert page.locator(".status-stopped").count() >= 1 + 3 and page.locator("#sweep-stop-form").count() == 0
+    assert Run.objects.filter(trial__sweep=sweep, trial__stage=2, status="stopped").count() == 3
 
 
 def test_the_lineage_is_drawn_as_a_tree(page, team_users):

@@ -157,9 +157,10 @@ def engine_run(config, run_factory, writer=None):
     start = time.perf_counter()
     claim_run(run.pk, worker="bench", device="cpu")
     client = make_client(settings.MLFLOW_TRACKING_URI)
-    mlflow_run_id, _ = open_mlflow_run(client, run)
+    mlflow_run_id, _, artifact_uri = open_mlflow_run(client, run)
     callbacks = [LoopStart(), LoopEnd(), DrainEnd(), RunSync(run.pk),
-                 MlflowLogger(client, mlflow_run_id, writer or shared_writer(settings.MLFLOW_TRACKING_URI))]
+                 MlflowLogger(client, mlflow_run_id, writer or shared_writer(settings.MLFLOW_TRACKING_URI),
+                              artifact_uri=artifact_uri)]
     training = Training(config, callbacks, device="cpu")
     result = training.fit()
     finish_run(run.pk, worker="bench", status=result.status, reason=result.reason, result=result)

@@ -10,6 +10,7 @@ as the strings "nan", "inf", "-inf" (valid JSON, as in DESIGN.md's run input).
 from __future__ import annotations
 
 import math
+from math import isfinite
 
 import numpy as np
 from django.db import transaction
@@ -64,24 +65,42 @@ def _minmax_buckets(y, n_out):
 
 def series_append(run_id, points_by_key):
     """Append new points ({metric: [(step, value), ...]}) to a run's series; points at or
-    before a series' last step are ignored, so a resumed run never doubles a step."""
+    before a series' last step are ignored, so a resumed run never doubles a step. One
+    transaction and three queries for all the metrics (one select, one insert, one update)."""
+    from django.utils import timezone
+
     from tracking.models import MetricSeries
 
+    keys = [key for key, points in points_by_key.items() if points]
+    if not keys:
+        return
     with transaction.atomic():  # one commit for all the metrics
-        for key, points in points_by_key.items():
-            if not points:
-                continue
-            series, _ = MetricSeries.objects.select_for_update().get_or_create(run_id=run_id, key=key)
-            fresh = [(int(s), float(v)) for s, v in points if s > series.last_step]
+        existing = {s.key: s for s in MetricSeries.objects.select_for_update().filter(run_id=run_id, key__in=keys)}
+        created, changed = [], []
+        for key in keys:
+            series = existing.get(key)
+            if series is None:
+                series = MetricSeries(run_id=run_id, key=key, points=[], count=0, last_step=-1)
+                created.append(series)
+            last = series.last_step
+            fresh = [(int(s), float(v)) for s, v in points_by_key[key] if s > last]
             if not fresh:
                 continue
-            merged = [(s, decode(v)) for s, v in series.points] + fresh
-            if len(merged) > MAX_POINTS:
-                merged = downsample(merged, MAX_POINTS // 2)
-            series.points = [[s, encode(v)] for s, v in merged]
+            old = series.points
+            if len(old) + len(fresh) > MAX_POINTS:
+                merged = downsample([(s, decode(v)) for s, v in old] + fresh, MAX_POINTS // 2)
+                series.points = [[s, encode(v)] for s, v in merged]
+            else:  # the stored points stay as they are; only the new ones are encoded
+                series.points = old + [[s, v if isfinite(v) else encode(v)] for s, v in fresh]
             series.count += len(fresh)
             series.last_step = fresh[-1][0]
-            series.save()
+            series.updated_at = timezone.now()
+            if series.pk is not None:
+                changed.append(series)
+        if created:
+            MetricSeries.objects.bulk_create(created)
+        if changed:
+            MetricSeries.objects.bulk_update(changed, ["points", "count", "last_step", "updated_at"])
 
 
 def series_rebuild(run, client=None):

@@ -60,28 +60,28 @@ def finish_run(run_id, *, worker, status, reason, result=None):
 
 
 def open_mlflow_run(client, run):
-    """(mlflow_run_id, resumed): the run's MLflow run, created on its first attempt."""
+    """(mlflow_run_id, resumed, artifact_uri): the run's MLflow run, created on its first attempt."""
     from mlflow.exceptions import MlflowException
 
     from tracking.models import Run
 
-    def exists():
+    def existing():
         try:
-            client.get_run(run.mlflow_run_id)
+            return client.get_run(run.mlflow_run_id)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return False
+                return None
             raise
-        return True
 
-    if run.mlflow_run_id and call("get_run", exists):
+    found = call("get_run", existing) if run.mlflow_run_id else None
+    if found is not None:
         call("update_run", lambda: client.update_run(run.mlflow_run_id, status="RUNNING"))
-        return run.mlflow_run_id, True
+        return run.mlflow_run_id, True, found.info.artifact_uri
     exp = experiment_id(client, f"project-{run.project_id}", settings.MLFLOW_ARTIFACT_ROOT)
     tags = {"runwise.run_id": str(run.pk), "runwise.project_id": str(run.project_id), "runwise.queue": run.queue}
     created = call("create_run", lambda: client.create_run(exp, run_name=run.name or f"run-{run.pk}", tags=tags))
     Run.objects.filter(pk=run.pk).update(mlflow_run_id=created.info.run_id)
-    return created.info.run_id, False
+    return created.info.run_id, False, created.info.artifact_uri
 
 
 def train_run(run_id, *, worker=None, device=None):
@@ -115,7 +115,7 @@ def train_run(run_id, *, worker=None, device=None):
 def _train(run, device):
     config = validate_config(run.config)
     client = make_client(settings.MLFLOW_TRACKING_URI)
-    mlflow_run_id, resumed = open_mlflow_run(client, run)
+    mlflow_run_id, resumed, artifact_uri = open_mlflow_run(client, run)
     checkpoint = None
     if resumed:
         with tempfile.TemporaryDirectory(prefix="runwise-resume-") as tmp:
@@ -132,6 +132,7 @@ def _train(run, device):
         RunSync(run.pk),
         Analysis(run.pk, stop_on_diagnosis=config.get("stop_on_diagnosis", False)),
         MlflowLogger(client, mlflow_run_id, shared_writer(settings.MLFLOW_TRACKING_URI), resume=resumed,
-                     checkpoint_seconds=getattr(settings, "RUN_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS)),
+                     checkpoint_seconds=getattr(settings, "RUN_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS),
+                     artifact_uri=artifact_uri),
     ]
     return fit(config, callbacks, device=device, checkpoint=checkpoint)

@@ -14,7 +14,7 @@ class RecordingWriter:
     def log_metrics(self, run_id, points):
         self.calls.append(("metrics", list(points)))
 
-    def log_artifact_object(self, run_id, artifact_path, filename, obj):
+    def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None):
         self.calls.append(("artifact", f"{artifact_path}/{filename}", _restored(_portable(obj))))  # as the real writer
 
     def terminate_run(self, run_id, status):

@@ -1,0 +1,81 @@
+"""BulkMetricWriter against a real SQLite MLflow store: it leaves the store as log_batch would."""
+import math
+
+import pytest
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from workers.mlflow_logging import BulkMetricWriter, make_client
+
+
+@pytest.fixture
+def store(tmp_path):
+    client = make_client(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("bulk", artifact_location=str(tmp_path / "artifacts"))
+    return client, experiment
+
+
+def history(client, run_id, key):
+    return sorted(((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)),
+                  key=lambda p: (p[0], p[1], str(p[2])))
+
+
+POINTS = [("train_loss", 2.0 / (s + 1), 1_000 + s, s) for s in range(50)] + [
+    ("lr", 0.1, 1_000 + s, s) for s in range(50)] + [
+    ("val_loss", float("nan"), 2_000, 1), ("val_loss", float("inf"), 2_001, 2), ("val_loss", 0.5, 2_002, 3),
+    ("grad_norm", -float("inf"), 3_000, 0), ("train_loss", 9.0, 5, 49),  # same step, older: not the latest
+]
+
+
+def test_bulk_rows_read_back_exactly_as_log_batch_rows(store):
+    client, experiment = store
+    bulk = BulkMetricWriter.for_client(client)
+    assert bulk is not None
+    by_bulk = client.create_run(experiment).info.run_id
+    by_batch = client.create_run(experiment).info.run_id
+    for start in range(0, len(POINTS), 40):  # several batches: latest_metrics updated across them
+        bulk.write(by_bulk, POINTS[start:start + 40])
+        client.log_batch(by_batch, metrics=[Metric(*p) for p in POINTS[start:start + 40]])
+    for key in ("train_loss", "lr", "val_loss", "grad_norm"):
+        a, b = history(client, by_bulk, key), history(client, by_batch, key)
+        assert len(a) == len(b) > 0
+        for (sa, ta, va), (sb, tb, vb) in zip(a, b):
+            assert (sa, ta) == (sb, tb) and (va == vb or (math.isnan(va) and math.isnan(vb)))
+    latest_a = client.get_run(by_bulk).data.metrics
+    latest_b = client.get_run(by_batch).data.metrics
+    assert latest_a.keys() == latest_b.keys() == {"train_loss", "lr", "val_loss", "grad_norm"}
+    assert latest_a["train_loss"] == latest_b["train_loss"] == pytest.approx(2.0 / 50)
+    assert latest_a["val_loss"] == latest_b["val_loss"] == 0.5
+    assert latest_a["grad_norm"] == latest_b["grad_norm"] < -1e308
+
+
+def test_a_batch_written_twice_is_stored_once(store):
+    """A retried batch whose first commit did land: the duplicate rows go through log_batch,
+    which keeps one of each."""
+    client, experiment = store
+    bulk = BulkMetricWriter.for_client(client)
+    run_id = client.create_run(experiment).info.run_id
+    bulk.write(run_id, POINTS[:30])
+    bulk.write(run_id, POINTS[:40])
+    assert [s for s, _, _ in history(client, run_id, "train_loss")] == list(range(40))
+
+
+def test_a_finished_or_missing_run_takes_no_rows(store):
+    client, experiment = store
+    bulk = BulkMetricWriter.for_client(client)
+    run_id = client.create_run(experiment).info.run_id
+    client.delete_run(run_id)
+    with pytest.raises(MlflowException, match="active"):
+        bulk.write(run_id, POINTS[:5])
+    with pytest.raises(MlflowException, match="not found"):
+        bulk.write("0" * 32, POINTS[:5])
+    client.restore_run(run_id)
+    assert history(client, run_id, "train_loss") == []
+
+
+def test_a_store_that_is_not_sql_gets_no_bulk_writer(tmp_path):
+    class HttpLikeClient:  # what a client of an http:// tracking server has: no SQL engine
+        class _tracking_client:
+            store = object()
+
+    assert BulkMetricWriter.for_client(HttpLikeClient()) is None

@@ -1,7 +1,7 @@
 """"Stop sweep": the sweep is marked stopped, its running trial runs are asked to stop, its queued
 ones end at once, the study hears of each (PRUNED), and no trial is asked after; a second stop,
 a GET, a POST without CSRF token and an outsider change nothing. Also: OPTUNA_STORAGE is the
-storage the sweeps use."""
+storage the sweeps use. One slow test does it on a real Celery worker."""
 import optuna
 import pytest
 from django.test import Client
@@ -141,3 +141,42 @@ def test_optuna_storage_setting_is_the_storage_sweeps_use(settings, tmp_path, te
     assert sorted(t.number for t in study.trials) == sorted(sweep.trials.values_list("number", flat=True))
     settings.OPTUNA_STORAGE = ""  # empty: the SQLite file under VAR_DIR
     assert sweeps.storage_url() == f"sqlite:///{settings.VAR_DIR / 'optuna.db'}"
+
+
+@pytest.mark.slow
+def test_stop_on_a_real_worker_stops_the_training_trial_and_the_queued_one(celery_worker_process, client, team_users):
+    """Real Celery worker (solo: one trial trains, the next waits): stage 1 is two 1-epoch trials,
+    stage 2 two long ones; the stop comes while the first stage-2 trial trains."""
+    from tests.waiting import wait_for
+    from tracking.tuning_tasks import advance_tuning
+
+    sweep = sweeps.sweep_create(project=team_users["project"], owner=team_users["admin"],
+                                base_config={"dataset": "digits", "optimizer": "sgd", "momentum": 0.9, "epochs": 5000},
+                                space={"lr": {"low": 1e-3, "high": 0.1, "log": True}},
+                                stage1_trials=2, stage1_epochs=1, stage2_trials=2, seed=7)
+
+    def training_in_stage_2():
+        advance_tuning()
+        return Run.objects.filter(trial__sweep=sweep, trial__stage=2, status=Run.Status.RUNNING, epoch__gte=1).first()
+
+    training = wait_for(training_in_stage_2, 120, "a stage-2 trial training", log=celery_worker_process.log)
+    client.force_login(team_users["admin"])
+    assert client.post(f"/sweeps/{sweep.pk}/stop/").status_code == 302
+    stage2 = Run.objects.filter(trial__sweep=sweep, trial__stage=2)
+
+    def all_told():
+        advance_tuning()  # the periodic catch-up, as beat runs it
+        return not stage2.exclude(status__in=Run.FINAL).exists() and not sweep.trials.filter(
+            state=Trial.State.RUNNING).exists()
+
+    wait_for(all_told, 30, "the stage-2 runs ended and told", log=celery_worker_process.log)
+    sweep.refresh_from_db()
+    assert sweep.state == Sweep.State.STOPPED and sweep.stop_reason == "stopped by alice"
+    assert [r.status for r in stage2.order_by("pk")] == ["stopped", "stopped"]
+    training.refresh_from_db()
+    assert training.epoch < 5000 and "request" in training.status_reason
+    assert sorted(sweep.trials.values_list("stage", "state")) == [(1, "complete"), (1, "complete"),
+                                                                   (2, "stopped"), (2, "stopped")]
+    assert list(study_states(sweep, 2).values()) == [PRUNED, PRUNED]
+    advance_tuning()
+    assert sweep.trials.count() == 4 and Run.objects.filter(trial__sweep=sweep).count() == 4

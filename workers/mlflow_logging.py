@@ -22,6 +22,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -148,8 +149,10 @@ class MlflowWriter:
     """A child process that performs MLflow writes in the order they were handed to it.
 
     Messages go through a pipe, pickled in the caller's thread (a multiprocessing.Queue's
-    feeder thread would fight the training loop for the GIL); a full pipe (the writer far
-    behind) makes the caller wait: back-pressure rather than unbounded memory.
+    feeder thread would fight the training loop for the GIL) by the plain C pickler (the
+    multiprocessing one looks each object's type up in a Python ChainMap: 70 us a batch of
+    points instead of 12); a full pipe (the writer far behind) makes the caller wait:
+    back-pressure rather than unbounded memory.
     """
 
     def __init__(self, tracking_uri, retry=None):
@@ -172,7 +175,7 @@ class MlflowWriter:
 
     def _send(self, message):
         try:
-            self._to_child.send(message)
+            self._to_child.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, EOFError) as exc:
             raise MlflowUnavailable(f"the MLflow writer process is gone ({exc})") from None
 
@@ -227,8 +230,8 @@ class MlflowWriter:
     def close(self):
         if self.proc.is_alive():
             try:
-                self._to_child.send(("stop",))
-            except OSError:
+                self._send(("stop",))
+            except MlflowUnavailable:
                 pass
             self.proc.join(10)
         if self.proc.is_alive():
@@ -349,7 +352,7 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
 
     def receive(timeout):
         try:
-            return inbox.recv() if inbox.poll(timeout) else None
+            return pickle.loads(inbox.recv_bytes()) if inbox.poll(timeout) else None
         except EOFError:  # the training process is gone
             return ("stop",)
 

@@ -3,11 +3,13 @@
 On one model and data set (digits, MLP, batch 32, 10 epochs), in one process:
   1. the bare PyTorch loop, no logging;
   2. our engine with full per-step logging, as a worker runs it (MLflow metrics, params, tag,
-     a checkpoint artifact each epoch, final model, Run progress, stop polling, chart series);
+     checkpoint artifacts at epoch ends at most every RUN_CHECKPOINT_SECONDS (2 s: none within
+     this 0.1 s loop), final model, Run progress, stop polling, chart series);
   3. the bare loop calling mlflow.log_metric once a step for each metric.
 Overhead = training-loop time of (2) over (1); throughput = steps per second of (2), counting
 the wait until every point and artifact is stored, over (1)'s (the once-a-run set-up, creating
-the MLflow run and logging params, is shown on its own line). Then, with a
+the MLflow run and logging params, is shown on its own line; the loop's own throughput, without
+that wait, is 1 / (1 + overhead) and printed too). Then, with a
 redis-server and a warm `celery worker` started here (free port, temp dirs), the latency from
 enqueue to the first train_loss point readable in MLflow. Targets: overhead <= 3%,
 throughput >= 0.9 of bare, queue latency p95 < 1 s. The summary is the last line.
@@ -271,7 +273,8 @@ def main():
     print(f"  bare PyTorch loop:                        {b * 1000:8.1f} ms  ({steps / b:6.0f} steps/s)")
     dp = statistics.median(dropped)
     print(f"  our engine, every callback, MLflow writes dropped: {dp * 1000:.1f} ms  overhead {(dp - b) / b * 100:+.1f}%")
-    print(f"  our engine, full logging, training loop:  {lp * 1000:8.1f} ms  overhead {overhead:+.1f}%")
+    print(f"  our engine, full logging, training loop:  {lp * 1000:8.1f} ms  overhead {overhead:+.1f}% "
+          f"(loop throughput {b / lp:.2f} of bare)")
     print(f"  ... until every point and artifact is stored: {dr * 1000:5.1f} ms  ({steps / dr:6.0f} steps/s, "
           f"throughput {throughput:.2f} of bare)")
     print(f"  ... with run set-up and final state (once a run): {tt * 1000:.1f} ms")
@@ -282,7 +285,8 @@ def main():
     print(f"queue latency, enqueue -> first train_loss point in MLflow, warm worker, {len(lat)} runs: "
           f"median {statistics.median(lat) * 1000:.0f} ms, p95 {p95(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms")
     ok = overhead <= 3 and throughput >= 0.9 and p95(lat) < 1.0
-    print(f"SUMMARY overhead {overhead:+.1f}% (target <= 3%), throughput {throughput:.2f}x bare (target >= 0.9), "
+    print(f"SUMMARY overhead {overhead:+.1f}% (target <= 3%), throughput until stored {throughput:.2f}x bare "
+          f"(target >= 0.9; the loop's alone {b / lp:.2f}), "
           f"naive log_metric {naive_s / b:.1f}x bare, queue latency p95 {p95(lat) * 1000:.0f} ms (target < 1000): "
           f"{'all targets met' if ok else 'TARGETS MISSED'}")
 

@@ -10,7 +10,6 @@ as the strings "nan", "inf", "-inf" (valid JSON, as in DESIGN.md's run input).
 from __future__ import annotations
 
 import math
-from math import isfinite
 
 import numpy as np
 from django.db import transaction
@@ -91,7 +90,7 @@ def series_append(run_id, points_by_key):
                 merged = downsample([(s, decode(v)) for s, v in old] + fresh, MAX_POINTS // 2)
                 series.points = [[s, encode(v)] for s, v in merged]
             else:  # the stored points stay as they are; only the new ones are encoded
-                series.points = old + [[s, v if isfinite(v) else encode(v)] for s, v in fresh]
+                series.points = old + [[s, v if math.isfinite(v) else encode(v)] for s, v in fresh]
             series.count += len(fresh)
             series.last_step = fresh[-1][0]
             series.updated_at = timezone.now()

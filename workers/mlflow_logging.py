@@ -424,6 +424,7 @@ class BulkMetricWriter:
     store whose tables lack the columns this writes (checked once, at start).
     """
 
+    FIELDS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
     COLUMNS = {"metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
                "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}}
 
@@ -439,11 +440,11 @@ class BulkMetricWriter:
         self._stage = sa.select(runs.c.lifecycle_stage).where(runs.c.run_uuid == sa.bindparam("run"))
         # The per-step rows go to the driver's executemany as they are (SQLAlchemy's processing
         # of bound parameters, ~5 us a row, is skipped), in the dialect's own SQL and param style.
-        compiled = sa.insert(self.metrics).values(
-            {c: sa.bindparam(c) for c in ("run_uuid", "key", "value", "timestamp", "step", "is_nan")}
-        ).compile(dialect=store.engine.dialect)
+        compiled = sa.insert(self.metrics).values({c: sa.bindparam(c) for c in self.FIELDS}).compile(
+            dialect=store.engine.dialect)
         self._insert_sql = str(compiled)
-        self._insert_order = compiled.positiontup if compiled.positional else None
+        # where the driver takes positional parameters: the index in FIELDS of each, in order
+        self._positions = [self.FIELDS.index(c) for c in compiled.positiontup] if compiled.positional else None
         self._latest = sa.select(latest.c.key, latest.c.step, latest.c.timestamp, latest.c.value).where(
             latest.c.run_uuid == sa.bindparam("run"))
         self._insert_latest = sa.insert(latest)
@@ -513,15 +514,11 @@ class BulkMetricWriter:
                 self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_LIMIT])
 
     def _driver_params(self, run_id, rows):
-        if self._insert_order is None:  # a named param style (psycopg2's %(name)s)
-            return [{"run_uuid": run_id, "key": k, "value": v, "timestamp": t, "step": s, "is_nan": n}
-                    for k, v, t, s, n in rows]
-        values = {}
-        out = []
-        for k, v, t, s, n in rows:
-            values.update(run_uuid=run_id, key=k, value=v, timestamp=t, step=s, is_nan=n)
-            out.append(tuple(values[c] for c in self._insert_order))
-        return out
+        """rows: (key, value, timestamp, step, is_nan) -> the driver's parameters for _insert_sql."""
+        full = [(run_id, *row) for row in rows]  # in FIELDS order
+        if self._positions is None:  # a named param style (psycopg's %(name)s)
+            return [dict(zip(self.FIELDS, r)) for r in full]
+        return [tuple(r[i] for i in self._positions) for r in full]
 
     def _update_latest(self, conn, run_id, newest):
         """MLflow's rule: a key's latest point is the one with the highest (step, timestamp, value)."""

@@ -79,3 +79,24 @@ def test_a_store_that_is_not_sql_gets_no_bulk_writer(tmp_path):
             store = object()
 
     assert BulkMetricWriter.for_client(HttpLikeClient()) is None
+
+
+def test_the_insert_speaks_each_drivers_parameter_style():
+    """SQLite's driver takes positional `?` parameters, psycopg (PostgreSQL) named ones: the same
+    rows become tuples in the statement's column order or dicts."""
+    import sqlalchemy as sa
+
+    class Store:  # what BulkMetricWriter uses of a store; engines are created without connecting
+        def __init__(self, url):
+            self.engine = sa.create_engine(url)
+
+    rows = [("train_loss", 0.5, 1_000, 3, False)]
+    sqlite = BulkMetricWriter(None, Store("sqlite://"))
+    assert "?" in sqlite._insert_sql
+    columns = sqlite._insert_sql.split("(")[1].split(")")[0].replace('"', "").split(", ")
+    assert dict(zip(columns, sqlite._driver_params("r1", rows)[0])) == {
+        "run_uuid": "r1", "key": "train_loss", "value": 0.5, "timestamp": 1_000, "step": 3, "is_nan": False}
+    postgres = BulkMetricWriter(None, Store("postgresql+psycopg://u@127.0.0.1/db"))
+    assert "%(key)s" in postgres._insert_sql
+    assert postgres._driver_params("r1", rows) == [
+        {"run_uuid": "r1", "key": "train_loss", "value": 0.5, "timestamp": 1_000, "step": 3, "is_nan": False}]

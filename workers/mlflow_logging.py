@@ -425,8 +425,6 @@ class BulkMetricWriter:
     """
 
     FIELDS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
-    COLUMNS = {"metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
-               "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}}
 
     def __init__(self, client, store):
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
@@ -463,8 +461,8 @@ class BulkMetricWriter:
             if not isinstance(store, SqlAlchemyStore):
                 return None
             writer = cls(client, store)
-            for table in (writer.metrics, writer.latest):
-                if {c.name for c in table.columns} != cls.COLUMNS[table.name]:
+            for table in (writer.metrics, writer.latest):  # both tables have exactly these columns
+                if {c.name for c in table.columns} != set(cls.FIELDS):
                     log.warning("MLflow's %s table has unexpected columns: per-step metrics go through log_batch",
                                 table.name)
                     return None
@@ -552,9 +550,6 @@ class PointBatch:
         self.series, self.times_from, self.step_times = series, times_from, step_times
         self.epoch_times, self.now = epoch_times, now
 
-    def __reduce__(self):
-        return PointBatch, (self.series, self.times_from, self.step_times, self.epoch_times, self.now)
-
     def __len__(self):
         return sum(len(pairs) for _, _, pairs in self.series)
 
@@ -599,7 +594,6 @@ class MlflowLogger(Callback):
         self._step_times = []     # time.time() at the end of each step since the last flush...
         self._times_from = 0      # ...from this global step on
         self._epoch_times = {}    # epoch -> time.time() at its end
-        self._pending_steps = 0
         self._next_check = 0.0
 
     # -- hooks
@@ -616,10 +610,11 @@ class MlflowLogger(Callback):
         self._times_from = training.step
 
     def on_step_end(self, training):
-        self._step_times.append(time.time())
-        self._pending_steps += 1
-        if self._first_step or self._pending_steps >= self.flush_steps or (
-                self._pending_steps & 15 == 0 and time.monotonic() >= self._next_check):
+        times = self._step_times
+        times.append(time.time())
+        pending = len(times)
+        if self._first_step or pending >= self.flush_steps or (
+                pending & 15 == 0 and time.monotonic() >= self._next_check):
             self._first_step = False  # the first step goes out at once: the run page shows it
             self.flush(training)
 
@@ -679,7 +674,6 @@ class MlflowLogger(Callback):
                                                             self._epoch_times, time.time()))
         self._times_from = training.step
         self._step_times, self._epoch_times = [], {}
-        self._pending_steps = 0
         self._next_check = time.monotonic() + self.flush_seconds
 
     def _save(self, artifact_path, name, obj):

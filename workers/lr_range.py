@@ -65,7 +65,7 @@ def range_test(config: dict, device=None, on_step=None) -> RangeTestResult:
         loss = training.loss_fn(model(xb), data.y_train[idx])
         value = loss.item()
         if math.isfinite(value):
-            optimizer.zero_grad(set_to_none=True)
+            training.zero_grad()
             loss.backward()
             optimizer.step()
         smooth = tracker.update(value)

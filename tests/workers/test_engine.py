@@ -188,3 +188,76 @@ def test_a_divergence_found_in_bulk_ends_the_history_at_the_non_finite_step():
     assert a.status == b.status == "diverged" and a.diverged_step == b.diverged_step
     assert a.steps_run == b.steps_run == a.diverged_step + 1
     assert len(b.history["train_loss"]) == len(a.history["train_loss"])
+
+
+# ---------------------------------------------------------------- flat parameters
+
+@pytest.mark.parametrize("name,extra", [("sgd", dict(momentum=0.9, nesterov=True, weight_decay=1e-3)),
+                                        ("adam", dict(weight_decay=1e-4)), ("adamw", dict(weight_decay=0.01)),
+                                        ("rmsprop", dict(momentum=0.5)), ("adagrad", {})])
+def test_one_flat_parameter_per_group_updates_the_model_exactly_as_one_per_layer(name, extra):
+    from workers.engine import flatten_optimizer, make_optimizer
+    from workers.nets import build_model
+
+    config = cfg(optimizer=name, lr=0.01, **extra)
+
+    def model():
+        torch.manual_seed(0)
+        return build_model(config, 13, 3)
+
+    per_layer, flat = model(), model()
+    opt_a = make_optimizer(config, list(per_layer.parameters()))
+    opt_b, grad = flatten_optimizer(make_optimizer(config, list(flat.parameters())))
+    assert len(opt_b.param_groups) == 1 and len(opt_b.param_groups[0]["params"]) == 1
+    x, y = torch.randn(64, 13, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 3
+    for _ in range(5):
+        for m, opt in ((per_layer, opt_a), (flat, opt_b)):
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            if m is flat:
+                grad.zero_()
+            else:
+                opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for (k, a), (_, b) in zip(per_layer.state_dict().items(), flat.state_dict().items()):
+        assert torch.equal(a, b), k  # the same arithmetic, element by element
+    flat_param = opt_b.param_groups[0]["params"][0]
+    assert all(p.untyped_storage().data_ptr() == flat_param.untyped_storage().data_ptr() for p in flat.parameters())
+
+
+def test_fine_tuning_groups_become_one_flat_parameter_each_with_their_own_lr():
+    t = Training(cfg(freeze_layers=1, lr_layer_factor=3.0, depth=3, width=16, lr=0.09))
+    groups = t.optimizer.param_groups
+    assert [len(g["params"]) for g in groups] == [1, 1, 1]
+    assert [g["lr"] for g in groups] == pytest.approx([0.01, 0.03, 0.09])
+    frozen = t.model[0].weight.detach().clone()
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.fit()
+    assert torch.equal(t.model[0].weight, frozen) and t.model[0].weight.grad is None
+    assert all(not torch.equal(before[k], v) for k, v in t.model.state_dict().items() if not k.startswith("0."))
+
+
+def test_a_checkpoint_of_version_1_with_one_optimizer_state_per_layer_resumes_exactly():
+    config = cfg(epochs=4, optimizer="adam", lr=0.01)
+    full = fit(config)
+    saved = {}
+
+    class SaveAt2(Callback):
+        def on_epoch_end(self, training):
+            if training.epoch == 2:
+                saved["ckpt"] = training.checkpoint()
+                training.stop("crash", status="stopped")
+
+    fit(config, callbacks=[SaveAt2()])
+    ckpt = saved["ckpt"]
+    # As version 1 saved it: one entry per layer, each the layer's slice of the flat state.
+    sizes = [v.numel() for v in ckpt["model"].values()]
+    flat_state = ckpt["optimizer"]["state"][0]
+    per_layer, offset = {}, 0
+    for i, n in enumerate(sizes):
+        per_layer[i] = {k: (v[offset:offset + n].clone() if v.dim() else v.clone()) for k, v in flat_state.items()}
+        offset += n
+    group = {**ckpt["optimizer"]["param_groups"][0], "params": list(range(len(sizes)))}
+    old = {**ckpt, "version": 1, "optimizer": {"state": per_layer, "param_groups": [group]}}
+    resumed = Training(config, checkpoint=old).fit()
+    assert resumed.history == full.history

@@ -45,7 +45,7 @@ def test_it_marks_a_run_still_improving_as_not_converged_and_says_train_longer()
     answer = advise(c.run(train, val, config={"optimizer": "adam", "lr": 0.001, "epochs": 20}))
     assert first(answer)["id"] == "not_converged"
     longer = [r for r in answer["recommendations"] if r["rule"] == "not_converged.train_longer"]
-    assert longer and longer[0]["change"]["epochs"] in (40, 60)
+    assert longer and longer[0]["change"]["epochs"] == 200  # a straight line: no curvature seen, the 10x cap
 
 
 def test_plain_sgd_that_has_not_converged_gets_momentum_first():

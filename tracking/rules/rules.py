@@ -217,9 +217,66 @@ def _raise_lr_slow(ctx):
     return {"lr": _round(new)}
 
 
+def exp_late_share(x: float, tail: float = 0.25) -> float:
+    """Late share of L(t) = L_inf + A exp(-t/tau) observed over [0, T], x = T/tau: the share of its
+    descent made in the last `tail` of the span. Tends to `tail` for a straight line (x -> 0)."""
+    if x < 1e-9:
+        return tail
+    return (math.exp(-(1.0 - tail) * x) - math.exp(-x)) / -math.expm1(-x)
+
+
+def time_constants(share: float, tail: float = 0.25) -> float:
+    """x = T/tau of the exponential approach with this late share (the inverse of exp_late_share,
+    by bisection: the share falls monotonically from `tail` at x -> 0 to 0 as x grows)."""
+    lo, hi = 1e-6, 60.0
+    if share >= exp_late_share(lo, tail):
+        return lo
+    if share <= exp_late_share(hi, tail):
+        return hi
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)  # x spans orders of magnitude: bisect on a log scale
+        lo, hi = (mid, hi) if exp_late_share(mid, tail) > share else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def curve_time_constants(features: Features, share: Optional[float]) -> Optional[float]:
+    """x = T/tau of the main curve from its late share (None when it has under 3 points). The
+    detector measures the share over the last quarter of the points (`tail` of the span exactly)
+    and adds its noise floor to the descent; both are taken into account here."""
+    m = features.main()
+    n = len(m.raw) if m is not None else 0
+    if share is None or n < 3 or not math.isfinite(share):
+        return None
+    s = m.smooth  # as features.shape measures late_share
+    q = max(0, n - 1 - max(1, n // 4))
+    tail = (n - 1 - q) / (n - 1)
+    descent = max(s[0], s.max() if n < 4 else s[0]) - s.min()
+    if descent > features.floor:
+        share *= (descent + features.floor) / descent
+    return time_constants(share, tail)
+
+
+def longer_factor(features: Features, share: Optional[float]) -> float:
+    """How many times more epochs, from the main curve's time constant. Model the loss as an
+    exponential approach L(t) = L_inf + A exp(-t/tau); over the run's T epochs its late share fixes
+    x = T/tau (curve_time_constants). A run of 3 tau covers 95% of the descent: factor 3/x, clamped
+    to [2, 10] (a smaller step is not worth a run; beyond 10x the model is extrapolated too far). A
+    straight line (no curvature seen) and a curve too short to show any get 10."""
+    x = curve_time_constants(features, share)
+    return 10.0 if x is None else min(10.0, max(2.0, 3.0 / x))
+
+
+def _longer_epochs(ctx, share: Optional[float]) -> dict:
+    return {"epochs": int(min(10000, round(ctx.config["epochs"] * longer_factor(ctx.features, share))))}
+
+
 def _longer(ctx):
-    factor = 3 if ctx.diagnosis.facts.get("late_share", 0) >= 0.2 else 2
-    return {"epochs": min(10000, ctx.config["epochs"] * factor)}
+    return _longer_epochs(ctx, ctx.diagnosis.facts.get("late_share"))
+
+
+def _explore_longer(ctx):
+    m = ctx.features.main()  # the detector's late share of the main curve (healthy: no diagnosis facts)
+    return _longer_epochs(ctx, m.late_share if m is not None else None)
 
 
 def _schedule(name):
@@ -346,7 +403,9 @@ RULES: list[Rule] = [
          lambda c: c.optimizer == "sgd" and c.config["lr"] <= 0.01 and c.diagnosis.facts.get("late_share", 0) >= 0.2,
          _sgd_to_adam, "SGD with a small LR explores slowly; Adam converges faster for early exploration.", 0.5),
     Rule("not_converged.train_longer", "not_converged", lambda c: c.config["epochs"] < 10000, _longer,
-         "The loss was still falling at the end: train longer.", 0.7),
+         "The loss was still falling at the end: train longer. The factor comes from the curve's time "
+         "constant (an exponential approach fitted to its late share): enough epochs for about 3 time "
+         "constants, 95% of the descent (2x to 10x).", 0.7),
     Rule("not_converged.raise_lr", "not_converged",
          lambda c: (c.diagnosis.facts.get("late_share", 0) >= 0.15 and c.config["scheduler"] == "constant")
          or lr_is_low(c.config) >= 0.5, _raise_lr_slow,
@@ -421,8 +480,9 @@ EXPLORATIONS: list[Rule] = [
          "Adam for the first tests, SGD with momentum for the best result: SGD+momentum usually "
          "generalises better once the problem trains.", 0.22),
     Rule("explore.train_longer", "healthy", lambda c: _best_at_end(c) and c.config["epochs"] < 10000,
-         lambda c: {"epochs": min(10000, c.config["epochs"] * 2)},
-         "val_loss reached its minimum at the last epochs: more epochs may still lower it.", 0.2),
+         _explore_longer,
+         "val_loss reached its minimum at the last epochs: more epochs may still lower it. The factor comes "
+         "from the curve's time constant: enough epochs for about 3 time constants (2x to 10x).", 0.2),
 ]
 
 

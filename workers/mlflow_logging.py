@@ -5,8 +5,10 @@ every CHECKPOINT_SECONDS, and where a run is stopped) and the final model.
 Per-step metrics are buffered and handed, a batch at a time, to a writer *process* (as W&B's
 service process does), so MLflow's work never holds the training loop's GIL. With a SQL
 store (the embedded SQLite one, or PostgreSQL) the writer inserts a batch's rows in one
-executemany INSERT (`BulkMetricWriter`, ~9 us a point instead of `log_batch`'s ~60); other
-stores get `MlflowClient.log_batch` in chunks of 1,000. The writer handles its messages in
+executemany INSERT (`SqlStoreWriter`, ~9 us a point instead of `log_batch`'s ~60) and ends
+the run with one UPDATE; other stores get `MlflowClient.log_batch` in chunks of 1,000 and
+`set_terminated`. Artifacts of a local artifact store are saved straight into it (atomically);
+others go through the artifact repository's `log_artifact`. The writer handles its messages in
 order, so a checkpoint is stored only after every metric logged before it. Every MLflow call
 retries with back-off; when MLflow stays out of reach the run fails with `MlflowUnavailable`
 naming the cause.
@@ -21,6 +23,7 @@ import itertools
 import logging
 import math
 import multiprocessing as mp
+import operator
 import os
 import pickle
 import shutil
@@ -331,11 +334,12 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
     import torch
     from mlflow.entities import Metric
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
     torch.set_num_threads(1)
 
     client = make_client(tracking_uri)
-    bulk = BulkMetricWriter.for_client(client)
+    sql = SqlStoreWriter.for_client(client)
     repos = {}  # artifact_uri -> MLflow artifact repository
     parent = mp.parent_process()
     tmp = Path(tempfile.mkdtemp(prefix="runwise-artifacts-"))
@@ -370,45 +374,76 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
             if kind == "flush":
                 outbox.send(("flushed", message[1]))
             elif kind == "metrics":
-                run_id, points = message[1], list(message[2])
-                while len(points) < 20 * BATCH_LIMIT:  # coalesce this run's batches waiting behind
+                run_id, batches = message[1], [message[2]]
+                while sum(map(len, batches)) < 20 * BATCH_LIMIT:  # coalesce this run's batches waiting behind
                     nxt = receive(0)
                     if nxt is None:
                         break
                     if nxt[0] == "metrics" and nxt[1] == run_id:
-                        points.extend(nxt[2])
+                        batches.append(nxt[2])
                     else:
                         pending.append(nxt)
                         break
-                if bulk is not None:
-                    attempt(run_id, "metrics insert", lambda: bulk.write(run_id, points))
+                whole = all(isinstance(b, PointBatch) for b in batches)
+                points = batches if whole and sql is not None else [p for b in batches for p in b]
+                if sql is not None:
+                    attempt(run_id, "metrics insert", lambda: sql.write(run_id, points))
                 else:
                     for start in range(0, len(points), BATCH_LIMIT):
                         chunk = [Metric(k, v, ts, s) for k, v, ts, s in points[start:start + BATCH_LIMIT]]
                         attempt(run_id, "log_batch", lambda chunk=chunk: client.log_batch(run_id, metrics=chunk))
             elif kind == "artifact":
                 _, run_id, artifact_path, filename, obj, artifact_uri = message
-                folder = Path(tempfile.mkdtemp(dir=tmp))
-                torch.save(_restored(obj), folder / filename)
+                obj = _restored(obj)
+                repo = None
                 if artifact_uri:
                     if artifact_uri not in repos:
                         repos[artifact_uri] = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
-                    store = functools.partial(repos[artifact_uri].log_artifact, str(folder / filename),
-                                              artifact_path)
+                    repo = repos[artifact_uri]
+                if isinstance(repo, LocalArtifactRepository):  # no copy through a temporary file
+                    store = functools.partial(save_local_artifact, repo.artifact_dir, artifact_path, filename, obj)
+                    attempt(run_id, f"save {artifact_path}/{filename}", store)
+                    continue
+                folder = Path(tempfile.mkdtemp(dir=tmp))
+                torch.save(obj, folder / filename)
+                if repo is not None:
+                    store = functools.partial(repo.log_artifact, str(folder / filename), artifact_path)
                 else:
                     store = functools.partial(client.log_artifact, run_id, str(folder / filename), artifact_path)
                 attempt(run_id, f"log_artifact {artifact_path}/{filename}", store)
                 shutil.rmtree(folder, ignore_errors=True)
             elif kind == "terminate":
                 _, run_id, status, end_time = message
-                attempt(run_id, "set_terminated", lambda: client.set_terminated(run_id, status, end_time))
+                if sql is not None:
+                    attempt(run_id, "end the run", lambda: sql.terminate(run_id, status, end_time))
+                else:
+                    attempt(run_id, "set_terminated", lambda: client.set_terminated(run_id, status, end_time))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ------------------------------------------------------------------ bulk metric rows
+def save_local_artifact(artifact_dir, artifact_path, filename, obj):
+    """torch.save(obj) as artifact_dir/artifact_path/filename, atomically: written to a hidden
+    file beside it, then renamed over it (a reader, or a resume after a crash, never sees half a
+    checkpoint), as MLflow's own local artifact repository does."""
+    import torch
 
-class BulkMetricWriter:
+    folder = Path(artifact_dir, artifact_path or "")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, staged = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(staged, folder / filename)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staged)
+        raise
+
+
+# ------------------------------------------------------------------ direct SQL writes
+
+class SqlStoreWriter:
     """Per-step points written to a SQL tracking store (SQLite, PostgreSQL, MySQL: MLflow's
     `SqlAlchemyStore`) as the rows `log_batch` would write, with one executemany INSERT per
     batch through the store's own engine and table definitions.
@@ -422,9 +457,15 @@ class BulkMetricWriter:
     batch whose first commit did land) goes through `log_batch`, which skips the rows already
     there. Other stores (an `http://` tracking server) use `log_batch` only, and so does any
     store whose tables lack the columns this writes (checked once, at start).
+
+    `terminate` ends a run as `set_terminated` does (status and end time) with one UPDATE:
+    MLflow's `update_run_info` also loads the run's params, tags and latest metrics to return
+    them, 2-3 ms at the very end of every run. A run that is not active goes through
+    `set_terminated`, which raises MLflow's own error.
     """
 
     FIELDS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
+    ROW = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")  # the rows as built here
 
     def __init__(self, client, store):
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
@@ -441,11 +482,15 @@ class BulkMetricWriter:
         compiled = sa.insert(self.metrics).values({c: sa.bindparam(c) for c in self.FIELDS}).compile(
             dialect=store.engine.dialect)
         self._insert_sql = str(compiled)
-        # where the driver takes positional parameters: the index in FIELDS of each, in order
-        self._positions = [self.FIELDS.index(c) for c in compiled.positiontup] if compiled.positional else None
+        # where the driver takes positional parameters: the index in ROW of each, in order
+        self._positions = [self.ROW.index(c) for c in compiled.positiontup] if compiled.positional else None
+        self._latest_known = {}  # run_id -> {key: (step, timestamp, value)} as this writer last stored
         self._latest = sa.select(latest.c.key, latest.c.step, latest.c.timestamp, latest.c.value).where(
             latest.c.run_uuid == sa.bindparam("run"))
         self._insert_latest = sa.insert(latest)
+        self._terminate = sa.update(runs).where(
+            runs.c.run_uuid == sa.bindparam("b_run"), runs.c.lifecycle_stage == "active").values(
+            status=sa.bindparam("b_status"), end_time=sa.bindparam("b_end_time"))
         self._update_latest_row = sa.update(latest).where(
             latest.c.run_uuid == sa.bindparam("b_run"), latest.c.key == sa.bindparam("b_key")).values(
             value=sa.bindparam("b_value"), timestamp=sa.bindparam("b_timestamp"), step=sa.bindparam("b_step"),
@@ -453,7 +498,7 @@ class BulkMetricWriter:
 
     @classmethod
     def for_client(cls, client):
-        """A BulkMetricWriter for the client's store, or None where log_batch must be used."""
+        """A SqlStoreWriter for the client's store, or None where log_batch must be used."""
         try:
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -472,27 +517,13 @@ class BulkMetricWriter:
             return None
 
     def write(self, run_id, points):
-        """points: [(key, value, timestamp_ms, step), ...] of one run."""
+        """points: [(key, value, timestamp_ms, step), ...] of one run, or a list of its PointBatches."""
         import sqlalchemy as sa
         from mlflow.entities import Metric
         from mlflow.entities.lifecycle_stage import LifecycleStage
         from mlflow.exceptions import MlflowException
 
-        isfinite, sanitize = math.isfinite, self.store.sanitize_metric_value
-        rows, newest, seen = [], {}, set()
-        for key, value, timestamp, step in points:
-            value = float(value)
-            is_nan = False
-            if not isfinite(value):
-                is_nan, value = sanitize(value)
-            row = (key, value, int(timestamp), int(step), is_nan)
-            if row in seen:  # log_batch keeps one of identical points
-                continue
-            seen.add(row)
-            rows.append(row)
-            order = (row[3], row[2], value)
-            if key not in newest or order > newest[key][0]:
-                newest[key] = (order, is_nan)
+        rows, newest = self._rows(run_id, points)
         if not rows:
             return
         try:
@@ -503,25 +534,85 @@ class BulkMetricWriter:
                 if stage != LifecycleStage.ACTIVE:
                     raise MlflowException(f"The run {run_id} must be in the 'active' state. "
                                           f"Current state is {stage}.")
-                conn.exec_driver_sql(self._insert_sql, self._driver_params(run_id, rows))
-                self._update_latest(conn, run_id, newest)
+                conn.exec_driver_sql(self._insert_sql, self._driver_params(rows))
+                latest = self._update_latest(conn, run_id, newest)
+            self._remember_latest(run_id, latest)
         except sa.exc.IntegrityError:
+            self._latest_known.pop(run_id, None)
             metrics = [Metric(key, float("nan") if is_nan else value, timestamp, step)
-                       for key, value, timestamp, step, is_nan in rows]
+                       for key, value, timestamp, step, is_nan, _ in rows]
             for start in range(0, len(metrics), BATCH_LIMIT):
                 self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_LIMIT])
+        except BaseException:
+            self._latest_known.pop(run_id, None)
+            raise
 
-    def _driver_params(self, run_id, rows):
-        """rows: (key, value, timestamp, step, is_nan) -> the driver's parameters for _insert_sql."""
-        full = [(run_id, *row) for row in rows]  # in FIELDS order
+    def _rows(self, run_id, points):
+        """(rows in ROW order, newest point per key as ((step, timestamp, value), is_nan))."""
+        isfinite, sanitize = math.isfinite, self.store.sanitize_metric_value
+        rows, newest = [], {}
+        points = list(points)
+        if points and all(isinstance(p, PointBatch) for p in points):
+            tuples = []
+            for batch in points:
+                for key, values, stamps, steps in batch.columns():
+                    if not steps:  # a resumed run's series whose points MLflow already has
+                        continue
+                    if not isfinite(sum(values)):  # a NaN or inf among them: sanitised one by one below
+                        tuples.extend(zip(itertools.repeat(key), values, stamps, steps))
+                        continue
+                    # A series' steps only increase (the training's history): its last point is its newest.
+                    rows.extend(zip(itertools.repeat(key), values, stamps, steps, itertools.repeat(False),
+                                    itertools.repeat(run_id)))
+                    last = (steps[-1], stamps[-1], values[-1])
+                    if key not in newest or last > newest[key][0]:
+                        newest[key] = (last, False)
+            points = tuples
+        seen = set()
+        for key, value, timestamp, step in points:
+            value = float(value)
+            is_nan = False
+            if not isfinite(value):
+                is_nan, value = sanitize(value)
+            row = (key, value, int(timestamp), int(step), is_nan, run_id)
+            if row in seen:  # log_batch keeps one of identical points
+                continue
+            seen.add(row)
+            rows.append(row)
+            order = (row[3], row[2], value)
+            if key not in newest or order > newest[key][0]:
+                newest[key] = (order, is_nan)
+        return rows, newest
+
+    def terminate(self, run_id, status, end_time):
+        """The run's status (a RunStatus name: FINISHED, FAILED, KILLED) and end time (ms)."""
+        from mlflow.entities import RunStatus
+
+        RunStatus.from_string(status)  # MLflow's check of the name
+        with self.store.engine.begin() as conn:
+            done = conn.execute(self._terminate, {"b_run": run_id, "b_status": status,
+                                                  "b_end_time": int(end_time)}).rowcount
+        if not done:  # missing or deleted: MLflow says which
+            self.client.set_terminated(run_id, status, end_time)
+
+    def _driver_params(self, rows):
+        """rows in ROW order -> the driver's parameters for _insert_sql (SQLite's are ROW order)."""
         if self._positions is None:  # a named param style (psycopg's %(name)s)
-            return [dict(zip(self.FIELDS, r)) for r in full]
-        return [tuple(r[i] for i in self._positions) for r in full]
+            return [dict(zip(self.ROW, r)) for r in rows]
+        if self._positions == list(range(len(self.ROW))):
+            return rows
+        get = operator.itemgetter(*self._positions)
+        return [get(r) for r in rows]
 
     def _update_latest(self, conn, run_id, newest):
-        """MLflow's rule: a key's latest point is the one with the highest (step, timestamp, value)."""
-        current = {r.key: (r.step, r.timestamp if r.timestamp is not None else 0, r.value)
-                   for r in conn.execute(self._latest, {"run": run_id})}
+        """MLflow's rule: a key's latest point is the one with the highest (step, timestamp, value).
+        The store's rows are read once a run: after that this writer knows them (it is the only
+        one writing the run's metrics; a failed write forgets them). Returns the latest points."""
+        current = self._latest_known.get(run_id)
+        if current is None:
+            current = {r.key: (r.step, r.timestamp if r.timestamp is not None else 0, r.value)
+                       for r in conn.execute(self._latest, {"run": run_id})}
+        current = dict(current)
         inserts, updates = [], []
         for key, ((step, timestamp, value), is_nan) in newest.items():
             if key not in current:
@@ -530,10 +621,20 @@ class BulkMetricWriter:
             elif (step, timestamp, value) > current[key]:
                 updates.append({"b_run": run_id, "b_key": key, "b_value": value, "b_timestamp": timestamp,
                                 "b_step": step, "b_is_nan": is_nan})
+            else:
+                continue
+            current[key] = (step, timestamp, value)
         if inserts:
             conn.execute(self._insert_latest, inserts)
         if updates:
             conn.execute(self._update_latest_row, updates)
+        return current
+
+    def _remember_latest(self, run_id, latest):
+        self._latest_known.pop(run_id, None)
+        self._latest_known[run_id] = latest
+        while len(self._latest_known) > 64:  # the runs written last
+            self._latest_known.pop(next(iter(self._latest_known)))
 
 
 # ------------------------------------------------------------------ the callback
@@ -552,6 +653,17 @@ class PointBatch:
 
     def __len__(self):
         return sum(len(pairs) for _, _, pairs in self.series)
+
+    def columns(self):
+        """Per metric: (key, values, timestamps in ms, steps), as lists."""
+        now, first, times, n = self.now, self.times_from, self.step_times, len(self.step_times)
+        for key, per_epoch, pairs in self.series:
+            steps = [s for s, _ in pairs]
+            if per_epoch:
+                stamps = [int(self.epoch_times.get(s, now) * 1000) for s in steps]
+            else:
+                stamps = [int((times[s - first] if 0 <= s - first < n else now) * 1000) for s in steps]
+            yield key, [float(v) for _, v in pairs], stamps, steps
 
     def __iter__(self):
         now, first, times, n = self.now, self.times_from, self.step_times, len(self.step_times)

@@ -5,8 +5,11 @@ when two rounds in a row did not improve the best val_loss. The team gets an ema
 Rounds are not wasted: when the best run has no confident recommendation left (it is healthy, or
 its fixes were tried), the autopilot goes on with `tracking.rules.explore` on its curves: the
 fixes of its weak notes (low confidence) and knowledge-based explorations (momentum for plain
-SGD, an annealed LR, SGD+momentum after Adam, more epochs when the best epoch is the last). Only
-when those are exhausted too, or the curves cannot be read, does it stop for want of a change.
+SGD, an annealed LR, SGD+momentum after Adam, more epochs when the best epoch is the last). When
+those are exhausted too, it carries over what its ancestors (the runs it descends from in this
+autopilot, nearest first) still had to try, applied to the best run's config: only changes to
+settings that have not changed since (a change to a setting changed since was made for other
+curves; `carried_over`). Only then, or when no curves can be read, does it stop for want of a change.
 
 Each round trains from the best run so far: its first recommendation not yet tried from that
 run is applied (`apply_change`, the same as the "apply" button) and the new run records the
@@ -68,6 +71,13 @@ def first_untried(recommendations: list[dict], config: dict, tried: set) -> Opti
     return None
 
 
+def carried_over(candidates: list[dict], ancestor_config: dict, config: dict) -> list[dict]:
+    """An ancestor's recommendations (or explorations) that still fit a descendant's config: those
+    whose change touches only settings the two configs share."""
+    return [rec for rec in candidates
+            if rec.get("change") and all(ancestor_config.get(k) == config.get(k) for k in rec["change"])]
+
+
 def stop_reason(rounds: int, max_rounds: int, without_improvement: int) -> str:
     if without_improvement >= PATIENCE:
         return f"no improvement in {PATIENCE} rounds"
@@ -107,6 +117,7 @@ def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable
     if start is None:
         start, trainings = train(config), 1
     runs = [(config, start, advise(config, start))]
+    parents = [None]  # index of each run's parent in `runs`
     best = 0
     out = OfflineResult(best_val_loss=start.get("best_val_loss"), best_config=config)
     tried: dict[int, set] = {}
@@ -122,6 +133,16 @@ def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable
             if best not in explored:
                 explored[best] = explore(best_config, best_trained)
             picked = first_untried(explored[best], best_config, tried[best])
+        ancestor = parents[best]
+        while picked is None and ancestor is not None:  # what the ancestors still had to try
+            a_config, a_trained, a_answer = runs[ancestor]
+            candidates = list(a_answer.get("recommendations", []))
+            if explore is not None:
+                if ancestor not in explored:
+                    explored[ancestor] = explore(a_config, a_trained)
+                candidates += explored[ancestor]
+            picked = first_untried(carried_over(candidates, a_config, best_config), best_config, tried[best])
+            ancestor = parents[ancestor]
         if picked is None:
             reason = "no recommendation left to try"
             break
@@ -130,6 +151,7 @@ def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable
         trained = train(new_config)
         trainings += 1
         runs.append((new_config, trained, advise(new_config, trained)))
+        parents.append(best)
         better = improved(trained.get("best_val_loss"), out.best_val_loss)
         out.rounds.append(OfflineRound(len(out.rounds) + 1, best, rec.get("rule", ""), rec.get("change", {}),
                                        trained.get("best_val_loss"), better))
@@ -227,6 +249,25 @@ def explorations_for(run: Run) -> list[dict]:
     return [rec for rec in found if rec.get("rule") not in known]
 
 
+def carried_over_from_ancestors(pilot: Autopilot, best: Run, tried: set) -> Optional[tuple[dict, dict]]:
+    """The first change an ancestor of `best` in this autopilot (its parent runs up to the start
+    run, nearest first) still had to try that fits best's config (`carried_over`), with the new
+    config; or None."""
+    in_pilot = set(pilot.rounds.values_list("run_id", flat=True)) | {pilot.start_run_id}
+    known = set(best.recommendations.values_list("rule", flat=True))  # considered there, or dismissed
+    seen, run = set(), best
+    while run.parent_id and run.parent_id in in_pilot and run.parent_id not in seen and run.pk != pilot.start_run_id:
+        seen.add(run.parent_id)
+        run = Run.objects.get(pk=run.parent_id)
+        candidates = [{k: v for k, v in rec.items() if k != "id"} for rec in recommendations_for(run)]
+        candidates += explorations_for(run)
+        candidates = [rec for rec in candidates if rec.get("rule") not in known]
+        picked = first_untried(carried_over(candidates, run.config, best.config), best.config, tried)
+        if picked is not None:
+            return picked
+    return None
+
+
 def next_round(pilot: Autopilot) -> str:
     """Start the next round from the best run, or finish with the reason."""
     rounds = pilot.rounds.count()
@@ -237,8 +278,11 @@ def next_round(pilot: Autopilot) -> str:
     tried = set(pilot.rounds.filter(parent_run=best).values_list("rule", flat=True))
     picked = first_untried(recommendations_for(best), best.config, tried)
     if picked is None:
-        picked = first_untried(explorations_for(best), best.config, tried)
-        if picked is not None:  # stored like a recommendation, so the round links to it and its outcome counts
+        picked = (first_untried(explorations_for(best), best.config, tried)
+                  or carried_over_from_ancestors(pilot, best, tried))
+        if picked is not None:
+            # an exploration, or an ancestor's change carried over: stored as a recommendation of
+            # the best run, so the round links to it and its outcome counts
             rec = picked[0]
             row = Recommendation.objects.create(
                 run=best, rule=rec["rule"], diagnosis=rec.get("diagnosis", ""), change=rec["change"],

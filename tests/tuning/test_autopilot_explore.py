@@ -55,8 +55,40 @@ def test_a_healthy_run_is_tuned_with_an_exploration_stored_as_an_applied_recomme
     assert all(run.config[k] == v for k, v in rec.change.items())
     assert pilot.rounds.get().rule == rec.rule
     # The round's run improved, so it is the best, but it has no curves to read: nothing to explore
-    # there, and the autopilot stops for want of a change (not with an error).
+    # there. The start's next exploration still fits (it changes settings round 1 left alone): it is
+    # carried over to round 1's config, stored as a recommendation of round 1.
     Run.objects.filter(pk=run.pk).update(status="succeeded", best_val_loss=0.1, analysed_at=timezone.now())
     autopilot.on_run_analysed(run.pk)
     pilot.refresh_from_db()
-    assert pilot.state == Autopilot.State.DONE and "no recommendation" in pilot.stop_reason
+    assert pilot.state == Autopilot.State.RUNNING, pilot.stop_reason
+    second = pilot.current_run
+    carried = Recommendation.objects.get(pk=second.applied_recommendation_id)
+    assert carried.run_id == run.pk and carried.rule.startswith("explore.") and carried.rule != rec.rule
+    assert not set(carried.change) & set(rec.change)  # not a setting round 1 changed
+    assert second.parent_id == run.pk and all(second.config[k] == v for k, v in carried.change.items())
+    assert all(second.config[k] == v for k, v in rec.change.items())  # round 1's change kept
+    Run.objects.filter(pk=second.pk).update(status="succeeded", best_val_loss=0.11, analysed_at=timezone.now())
+    autopilot.on_run_analysed(second.pk)
+    pilot.refresh_from_db()
+    assert pilot.state == Autopilot.State.DONE and pilot.stop_reason == "used its 2 rounds"
+
+
+def test_with_nothing_left_on_the_best_run_it_carries_over_what_its_ancestors_still_had_to_try():
+    """The start had two fixes; the first helped and left the best run with none. The second is
+    applied to the best config, unless it changes a setting the first already changed."""
+    def train(config):
+        return {"best_val_loss": 1.0 - 0.2 * (config["weight_decay"] > 0) - 0.1 * (config["dropout"] > 0)
+                - 0.05 * (config["lr"] != 0.1)}
+
+    def advise(config, trained):
+        if config["weight_decay"] == 0:
+            return {"recommendations": [{"rule": "wd", "change": {"weight_decay": 1e-3}},
+                                        {"rule": "lr", "change": {"lr": 0.05, "weight_decay": 1e-4}},
+                                        {"rule": "dropout", "change": {"dropout": 0.3}}]}
+        return {"recommendations": []}
+
+    out = autopilot.run_offline(validate_config({"lr": 0.1}), train=train, advise=advise, max_rounds=3)
+    # round 2: the start's "lr" touches weight decay, which round 1 set: skipped; "dropout" carried over
+    assert [r.rule for r in out.rounds] == ["wd", "dropout"] and [r.parent for r in out.rounds] == [0, 1]
+    assert out.best_config["weight_decay"] == 1e-3 and out.best_config["dropout"] == 0.3
+    assert out.best_val_loss == pytest.approx(0.7) and out.stop_reason == "no recommendation left to try"

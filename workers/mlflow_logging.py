@@ -589,6 +589,7 @@ class SqlStoreWriter:
         from mlflow.entities import RunStatus
 
         RunStatus.from_string(status)  # MLflow's check of the name
+        self._latest_known.pop(run_id, None)  # a run resumed later (elsewhere too) reads them again
         with self.store.engine.begin() as conn:
             done = conn.execute(self._terminate, {"b_run": run_id, "b_status": status,
                                                   "b_end_time": int(end_time)}).rowcount

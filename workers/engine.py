@@ -123,7 +123,6 @@ class Training:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
         self.grad_clip = config.get("grad_clip")
         finetune.prepare(self)  # init_from_run, freeze_layers, lr_layer_factor: a no-op without them
-        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.optimizer, self.flat_grad = flatten_optimizer(self.optimizer)
 
         self.epoch = 0            # completed epochs

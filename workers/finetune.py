@@ -176,6 +176,5 @@ def prepare(training, load_state: Callable[[int], dict] = state_dict_from_run) -
         freeze(training.model, config["freeze_layers"])
     from workers.engine import make_optimizer
 
-    training.params = [p for p in training.model.parameters() if p.requires_grad]
     training.optimizer = make_optimizer(config, param_groups(training.model, config))
     training.schedule = ScaledSchedule(training.schedule)

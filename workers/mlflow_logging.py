@@ -374,18 +374,16 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
             if kind == "flush":
                 outbox.send(("flushed", message[1]))
             elif kind == "metrics":
-                run_id, batches = message[1], [message[2]]
-                while sum(map(len, batches)) < 20 * BATCH_LIMIT:  # coalesce this run's batches waiting behind
+                run_id, points = message[1], list(message[2])
+                while len(points) < 20 * BATCH_LIMIT:  # coalesce this run's batches waiting behind
                     nxt = receive(0)
                     if nxt is None:
                         break
                     if nxt[0] == "metrics" and nxt[1] == run_id:
-                        batches.append(nxt[2])
+                        points.extend(nxt[2])
                     else:
                         pending.append(nxt)
                         break
-                whole = all(isinstance(b, PointBatch) for b in batches)
-                points = batches if whole and sql is not None else [p for b in batches for p in b]
                 if sql is not None:
                     attempt(run_id, "metrics insert", lambda: sql.write(run_id, points))
                 else:
@@ -484,7 +482,6 @@ class SqlStoreWriter:
         self._insert_sql = str(compiled)
         # where the driver takes positional parameters: the index in ROW of each, in order
         self._positions = [self.ROW.index(c) for c in compiled.positiontup] if compiled.positional else None
-        self._latest_known = {}  # run_id -> {key: (step, timestamp, value)} as this writer last stored
         self._latest = sa.select(latest.c.key, latest.c.step, latest.c.timestamp, latest.c.value).where(
             latest.c.run_uuid == sa.bindparam("run"))
         self._insert_latest = sa.insert(latest)
@@ -517,7 +514,7 @@ class SqlStoreWriter:
             return None
 
     def write(self, run_id, points):
-        """points: [(key, value, timestamp_ms, step), ...] of one run, or a list of its PointBatches."""
+        """points: [(key, value, timestamp_ms, step), ...] of one run."""
         import sqlalchemy as sa
         from mlflow.entities import Metric
         from mlflow.entities.lifecycle_stage import LifecycleStage
@@ -535,40 +532,17 @@ class SqlStoreWriter:
                     raise MlflowException(f"The run {run_id} must be in the 'active' state. "
                                           f"Current state is {stage}.")
                 conn.exec_driver_sql(self._insert_sql, self._driver_params(rows))
-                latest = self._update_latest(conn, run_id, newest)
-            self._remember_latest(run_id, latest)
+                self._update_latest(conn, run_id, newest)
         except sa.exc.IntegrityError:
-            self._latest_known.pop(run_id, None)
             metrics = [Metric(key, float("nan") if is_nan else value, timestamp, step)
                        for key, value, timestamp, step, is_nan, _ in rows]
             for start in range(0, len(metrics), BATCH_LIMIT):
                 self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_LIMIT])
-        except BaseException:
-            self._latest_known.pop(run_id, None)
-            raise
 
     def _rows(self, run_id, points):
         """(rows in ROW order, newest point per key as ((step, timestamp, value), is_nan))."""
         isfinite, sanitize = math.isfinite, self.store.sanitize_metric_value
-        rows, newest = [], {}
-        points = list(points)
-        if points and all(isinstance(p, PointBatch) for p in points):
-            tuples = []
-            for batch in points:
-                for key, values, stamps, steps in batch.columns():
-                    if not steps:  # a resumed run's series whose points MLflow already has
-                        continue
-                    if not isfinite(sum(values)):  # a NaN or inf among them: sanitised one by one below
-                        tuples.extend(zip(itertools.repeat(key), values, stamps, steps))
-                        continue
-                    # A series' steps only increase (the training's history): its last point is its newest.
-                    rows.extend(zip(itertools.repeat(key), values, stamps, steps, itertools.repeat(False),
-                                    itertools.repeat(run_id)))
-                    last = (steps[-1], stamps[-1], values[-1])
-                    if key not in newest or last > newest[key][0]:
-                        newest[key] = (last, False)
-            points = tuples
-        seen = set()
+        rows, newest, seen = [], {}, set()
         for key, value, timestamp, step in points:
             value = float(value)
             is_nan = False
@@ -589,7 +563,6 @@ class SqlStoreWriter:
         from mlflow.entities import RunStatus
 
         RunStatus.from_string(status)  # MLflow's check of the name
-        self._latest_known.pop(run_id, None)  # a run resumed later (elsewhere too) reads them again
         with self.store.engine.begin() as conn:
             done = conn.execute(self._terminate, {"b_run": run_id, "b_status": status,
                                                   "b_end_time": int(end_time)}).rowcount
@@ -606,14 +579,9 @@ class SqlStoreWriter:
         return [get(r) for r in rows]
 
     def _update_latest(self, conn, run_id, newest):
-        """MLflow's rule: a key's latest point is the one with the highest (step, timestamp, value).
-        The store's rows are read once a run: after that this writer knows them (it is the only
-        one writing the run's metrics; a failed write forgets them). Returns the latest points."""
-        current = self._latest_known.get(run_id)
-        if current is None:
-            current = {r.key: (r.step, r.timestamp if r.timestamp is not None else 0, r.value)
-                       for r in conn.execute(self._latest, {"run": run_id})}
-        current = dict(current)
+        """MLflow's rule: a key's latest point is the one with the highest (step, timestamp, value)."""
+        current = {r.key: (r.step, r.timestamp if r.timestamp is not None else 0, r.value)
+                   for r in conn.execute(self._latest, {"run": run_id})}
         inserts, updates = [], []
         for key, ((step, timestamp, value), is_nan) in newest.items():
             if key not in current:
@@ -622,20 +590,10 @@ class SqlStoreWriter:
             elif (step, timestamp, value) > current[key]:
                 updates.append({"b_run": run_id, "b_key": key, "b_value": value, "b_timestamp": timestamp,
                                 "b_step": step, "b_is_nan": is_nan})
-            else:
-                continue
-            current[key] = (step, timestamp, value)
         if inserts:
             conn.execute(self._insert_latest, inserts)
         if updates:
             conn.execute(self._update_latest_row, updates)
-        return current
-
-    def _remember_latest(self, run_id, latest):
-        self._latest_known.pop(run_id, None)
-        self._latest_known[run_id] = latest
-        while len(self._latest_known) > 64:  # the runs written last
-            self._latest_known.pop(next(iter(self._latest_known)))
 
 
 # ------------------------------------------------------------------ the callback
@@ -654,17 +612,6 @@ class PointBatch:
 
     def __len__(self):
         return sum(len(pairs) for _, _, pairs in self.series)
-
-    def columns(self):
-        """Per metric: (key, values, timestamps in ms, steps), as lists."""
-        now, first, times, n = self.now, self.times_from, self.step_times, len(self.step_times)
-        for key, per_epoch, pairs in self.series:
-            steps = [s for s, _ in pairs]
-            if per_epoch:
-                stamps = [int(self.epoch_times.get(s, now) * 1000) for s in steps]
-            else:
-                stamps = [int((times[s - first] if 0 <= s - first < n else now) * 1000) for s in steps]
-            yield key, [float(v) for _, v in pairs], stamps, steps
 
     def __iter__(self):
         now, first, times, n = self.now, self.times_from, self.step_times, len(self.step_times)

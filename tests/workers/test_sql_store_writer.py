@@ -138,8 +138,8 @@ def test_a_local_artifact_is_replaced_whole_and_leaves_no_staging_file(tmp_path)
 
 
 def test_point_batches_read_back_exactly_as_the_same_points_through_log_batch(store):
-    """The loop's PointBatches take a faster path (a series' columns at once); NaN and inf in a
-    series go through the point-by-point sanitising. Same rows and latest metrics as log_batch."""
+    """The loop's PointBatches (coalesced in the writer), with NaN and inf among their points and a
+    resumed run's empty series: the same rows and latest metrics as log_batch."""
     from workers.mlflow_logging import PointBatch
 
     client, experiment = store
@@ -155,8 +155,8 @@ def test_point_batches_read_back_exactly_as_the_same_points_through_log_batch(st
         batches.append(PointBatch([("train_loss", False, loss), ("grad_norm", False, norm),
                                    ("val_loss", True, epoch), ("lr", False, [])], first, [t0 + s * 0.01 for s in steps],
                                   {first // 20 + 1: t0 + first}, t0 + 99))
-    sql.write(by_sql, batches[:2])  # two coalesced batches, then one
-    sql.write(by_sql, batches[2:])
+    sql.write(by_sql, [p for b in batches[:2] for p in b])  # two coalesced batches, then one
+    sql.write(by_sql, list(batches[2]))
     client.log_batch(by_batch, metrics=[Metric(*p) for b in batches for p in b])
     for key in ("train_loss", "grad_norm", "val_loss"):
         a, b = history(client, by_sql, key), history(client, by_batch, key)

@@ -150,22 +150,17 @@ def spread_of(xs: list) -> str:
     if not ok:
         return "all failed"
     sem = statistics.stdev(ok) / math.sqrt(len(ok)) if len(ok) > 1 else math.nan
-    return f"{statistics.fmean(ok):.4f} +- {sem:.4f} ({min(ok):.4f}-{max(ok):.4f})"
+    return f"{mean(ok):.4f} +- {sem:.4f} ({min(ok):.4f}-{max(ok):.4f})"
 
 
 def wins(pilot: float | None, xs: list) -> str:
-    """Against each seed's search: how many the autopilot beat / tied (within TIE) / lost to (a
-    failed search loses to any result; a failed autopilot loses to any)."""
-    ahead = tied = 0
-    for x in xs:
-        if x is None:
-            ahead += pilot is not None
-            tied += pilot is None
-        elif pilot is not None and abs(pilot - x) < TIE:
-            tied += 1
-        elif pilot is not None and pilot < x:
-            ahead += 1
-    return f"{ahead}/{tied}/{len(xs) - ahead - tied}"
+    """Against each seed's search: how many the autopilot beat / tied (within TIE) / lost to. A
+    failed method counts as infinitely bad (two failures tie)."""
+    a = math.inf if pilot is None else pilot
+    bs = [math.inf if x is None else x for x in xs]
+    tied = sum(1 for b in bs if a == b or abs(a - b) < TIE)
+    ahead = sum(1 for b in bs if a < b and not abs(a - b) < TIE)
+    return f"{ahead}/{tied}/{len(bs) - ahead - tied}"
 
 
 def fmt(v) -> str:

@@ -16,6 +16,10 @@ PORT ?= 8000
 	$(PIP) install -q -r requirements.txt
 	touch $@
 
+.venv/.installed-test: requirements-test.txt .venv/.installed
+	$(PIP) install -q -r requirements-test.txt
+	touch $@
+
 system-deps:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
@@ -38,10 +42,10 @@ run: demo
 	@echo
 	HOST=$(HOST) WEB_PORT=$(PORT) .venv/bin/honcho start -f Procfile  # honcho sets PORT per process itself
 
-test: setup browser-deps
+test: setup browser-deps .venv/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup
+bench: setup .venv/.installed-test
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

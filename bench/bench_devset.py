@@ -1,0 +1,106 @@
+"""The rules engine on runs from elsewhere, each scored by a counterfactual (issue 11).
+
+    .venv/bin/python bench/bench_devset.py --yahpo /path/to/yahpo_data/lcbench   # or YAHPO_LCBENCH_DIR
+    .venv/bin/python bench/bench_devset.py --source lcbench --cases              # one line per run too
+
+For each run: the engine's top recommendation (`tracking.rules.advise`) is applied to the config and
+the run is looked up again (LCBench surrogate) or retrained with the same seed (logger runs); it
+"helped" when best val_loss improved by 2% or more. A run "has a problem" when some single change of
+the vocabulary (LR x0.1/x0.3/x3/x10, weight decay x10, /10, off, momentum 0.9, batch /4, x4, dropout
+up, down) helps; otherwise it is tuned/healthy. Figures per source and part (dev, held-out: never
+tuned on): hit rate, false alarms, share of confident changes that helped, a reliability table,
+beside a random single change and the best single fixed change on the same runs (bench/devset/scoring.py).
+
+Sources:
+- lcbench: YAHPO Gym's LCBench surrogate (bench/devset/lcbench.py says what the advisor sees). Needs
+  the `lcbench` folder of https://github.com/slds-lmu/yahpo_data (model.onnx, encoding.json,
+  config_space.json; Apache-2.0), kept outside this repository; skipped with a message without it.
+
+Our own trainer's suite stays in bench/bench_rules.py (its figures are printed by that script).
+The last line is a one-line summary.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devset import scoring  # noqa: E402
+
+
+def print_cases(cases):
+    for c in cases:
+        rec = c.rec or {}
+        gain = c.gain(c.rec_best)
+        oracle = c.oracle
+        print(f"  {c.part:8s} {c.name:34s} {c.regime:18s} {'problem' if c.problem else 'tuned':7s} "
+              f"{c.diagnosis:14s} {rec.get('rule', '(none)'):34s} conf {c.confidence:4.2f} "
+              f"{c.status:7s} {'' if gain is None else f'{gain:+6.1%}':>7s}  oracle {oracle[0]} {oracle[1]:+.1%}"
+              + (f"  [{c.notes['why_na']}]" if c.notes.get("why_na") else ""))
+
+
+def run_lcbench(args, advise):
+    from devset import lcbench
+
+    folder = lcbench.model_dir(args.yahpo)
+    if folder is None:
+        print("lcbench: skipped: give --yahpo DIR or YAHPO_LCBENCH_DIR (the lcbench folder of "
+              "https://github.com/slds-lmu/yahpo_data)")
+        return None
+    surrogate = lcbench.Surrogate(folder)
+    t0 = time.perf_counter()
+    cases = lcbench.cases(surrogate, advise, with_lr=not args.no_lr)
+    print(f"lcbench: {len(cases)} runs on 24 tasks ({len(lcbench.HELD_OUT)} held out: "
+          f"{', '.join(map(str, lcbench.HELD_OUT))}), {surrogate.queries} surrogate curves, "
+          f"{time.perf_counter() - t0:.1f}s; the advisor sees val_loss, val_accuracy"
+          + (" and the cosine lr per epoch" if not args.no_lr else " (no lr series)"))
+    return cases
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--yahpo", help="the lcbench folder of slds-lmu/yahpo_data (default: $YAHPO_LCBENCH_DIR)")
+    parser.add_argument("--source", choices=("all", "lcbench"), default="all")
+    parser.add_argument("--cases", action="store_true", help="print one line per run")
+    parser.add_argument("--no-lr", action="store_true", help="LCBench: give the advisor no lr series")
+    args = parser.parse_args(argv)
+
+    from tracking.rules import advise
+
+    t0 = time.perf_counter()
+    sources = {}
+    if args.source in ("all", "lcbench"):
+        sources["lcbench"] = run_lcbench(args, advise)
+
+    summary = []
+    for source, cases in sources.items():
+        if not cases:
+            summary.append(f"{source} skipped")
+            continue
+        if args.cases:
+            print_cases(cases)
+        for part in ("dev", "held-out"):
+            part_cases = [c for c in cases if c.part == part]
+            if not part_cases:
+                continue
+            print()
+            print("\n".join(scoring.report(f"{source} {part}", part_cases)))
+            s = scoring.summarise(part_cases)
+            summary.append(f"{source} {part}: hits {scoring.pct(s['hit_rate'])} (random "
+                           f"{scoring.pct(s['random']['hit_rate'])}, fixed {scoring.pct(s['best_fixed']['hit_rate'])}), "
+                           f"false alarms {scoring.pct(s['false_alarm_rate'])}, confident helped "
+                           f"{scoring.pct(s['precision'])}")
+    print()
+    print("our own trainer's suite: .venv/bin/python bench/bench_rules.py (and --heldout); figures in the README")
+    print(f"total {time.perf_counter() - t0:.0f}s")
+    print("SUMMARY devset: " + "; ".join(summary) + " (targets on held-out: hits >= 75%, false alarms <= 10%)")
+
+
+if __name__ == "__main__":
+    main()

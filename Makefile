@@ -7,6 +7,8 @@ export PYTHONUNBUFFERED := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# One training worker per core (each trains one run at a time on one torch thread).
+TRAIN_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: run test setup system-deps browser-deps migrate demo bench clean
 
@@ -33,14 +35,16 @@ migrate: setup
 
 demo: migrate
 	$(PY) manage.py seed_demo
+	$(PY) manage.py mlflow_store  # the MLflow tables, once, before the server and the workers open the store
 
 run: demo
 	@echo
 	@echo "  Runwise:    http://$(HOST):$(PORT)/   login: demo / demo-pass-123"
 	@echo "  MLflow UI:  http://127.0.0.1:5000/"
 	@echo "  Emails:     var/mail/ (a local mail catcher on 127.0.0.1:1025)"
+	@echo "  Workers:    $(TRAIN_WORKERS) training (one run each at a time), 1 for analysis, email and tuning"
 	@echo
-	HOST=$(HOST) WEB_PORT=$(PORT) .venv/bin/honcho start -f Procfile  # honcho sets PORT per process itself
+	HOST=$(HOST) WEB_PORT=$(PORT) .venv/bin/honcho start -f Procfile -c train=$(TRAIN_WORKERS)  # honcho sets PORT per process itself
 
 test: setup browser-deps .venv/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.utils import timezone
 
 from .config import DEFAULTS, FIXED_KEYS, OPTIMIZERS
 from .models import MetricSeries, Project, Run, Tag
@@ -76,6 +77,11 @@ def json_safe(value):
     return value
 
 
+def run_analysis_is_final(run: Run) -> bool:
+    """Has the run's final analysis been stored (analysed after the run ended)?"""
+    return bool(run.is_final() and run.analysed_at and (run.finished_at is None or run.analysed_at >= run.finished_at))
+
+
 def run_chart_data(run: Run) -> dict:
     """What the run page's charts and progress need, from the Run row and the MetricSeries table
     (never from MLflow: a series there is a downsampled copy of at most ~2,000 points)."""
@@ -101,6 +107,14 @@ def run_chart_data(run: Run) -> dict:
         "device": run.device,
         "worker": run.worker,
         "diagnoses": (run.analysis or {}).get("diagnoses", []),
+        # The page swaps in the analysis when analysed_at changes, and keeps polling after the
+        # run ends until the final analysis (analysed after the end) is shown.
+        "analysed_at": run.analysed_at.isoformat() if run.analysed_at else None,
+        "analysis_final": run_analysis_is_final(run),
+        # Elapsed time, counted on the page from the server's clock while the run trains.
+        "started_at": run.started_at.timestamp() if run.started_at else None,
+        "finished_at": run.finished_at.timestamp() if run.finished_at else None,
+        "server_time": timezone.now().timestamp(),
     })
     data["series"] = series  # tracking.series already stores non-finite values as strings
     return data

@@ -21,6 +21,7 @@ urlpatterns = [
     path("projects/<int:project_id>/compare/", views.runs_compare, name="runs-compare"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/data.json", views.run_data, name="run-data"),
+    path("runs/<int:run_id>/analysis/", views.run_analysis, name="run-analysis"),
     path("runs/<int:run_id>/clone/", views.run_clone, name="run-clone"),
     path("runs/<int:run_id>/stop/", views.run_stop, name="run-stop"),
     path("runs/<int:run_id>/annotate/", views.run_annotate, name="run-annotate"),

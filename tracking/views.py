@@ -169,6 +169,13 @@ def run_data(request, run_id):
     return JsonResponse(selectors.run_chart_data(run))
 
 
+@require_GET
+def run_analysis(request, run_id):
+    """The run page's diagnosis card alone: the page swaps it in when a new analysis is stored."""
+    run = access.run_or_404(request.user, run_id)
+    return render(request, "tracking/_recommendations.html", {"run": run})
+
+
 @require_POST
 def run_stop(request, run_id):
     run = access.run_or_404(request.user, run_id)

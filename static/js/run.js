@@ -1,9 +1,10 @@
-/* Run page: draw the run's curves from its JSON endpoint and poll it every second
-   while the run is not final (a new point shows within ~1-2 s). */
+/* Run page: draw the run's curves from its JSON endpoint and poll it every second while the run
+   trains (a new point shows within ~1-2 s), and after it ends until its final analysis is shown.
+   A new analysis (interim or final) swaps in the diagnosis card; the elapsed time counts live. */
 (function () {
   "use strict";
   var script = document.currentScript;
-  var url = script.dataset.url;
+  var url = script.dataset.url, analysisUrl = script.dataset.analysisUrl;
   var data = JSON.parse(document.getElementById("run-data").textContent);
 
   var charts = {
@@ -57,17 +58,60 @@
       return n + d.series[k].points.length; }, 0);
   }
 
+  // Elapsed time: the server's clock (data.server_time) with the browser's drift taken out.
+  var clockOffset = 0, timing = data;
+  function tick() {
+    var el = document.getElementById("duration");
+    if (!el || timing.started_at == null) return;
+    var end = timing.finished_at != null ? timing.finished_at : Date.now() / 1000 + clockOffset;
+    el.textContent = fmtSeconds(Math.max(0, end - timing.started_at));
+    document.getElementById("duration-label").textContent = timing.final ? "duration" : "elapsed";
+  }
+  function setTiming(d) {
+    timing = d;
+    if (d.server_time != null) clockOffset = d.server_time - Date.now() / 1000;
+    tick();
+  }
+
+  // The diagnosis card, swapped in whenever a newer analysis is stored.
+  var shownAnalysis = data.analysed_at;
+  function refreshAnalysis(d) {
+    if (d.analysed_at === shownAnalysis || !analysisUrl) return;
+    var wanted = d.analysed_at;
+    fetch(analysisUrl, { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+      .then(function (html) {
+        var card = document.getElementById("recommendations");
+        var box = document.createElement("div");
+        box.innerHTML = html.trim();
+        var fresh = box.querySelector("#recommendations");
+        if (card && fresh) { card.replaceWith(fresh); shownAnalysis = wanted; }
+      })
+      .catch(function () { /* tried again at the next poll */ });
+  }
+
+  var FINAL_WAIT_MS = 5 * 60 * 1000;  // after the end, wait this long at most for the final analysis
+  var endedAt = data.final ? Date.now() : null;
+  function done(d) {
+    return d.final && (d.analysis_final && d.analysed_at === shownAnalysis || Date.now() - endedAt > FINAL_WAIT_MS);
+  }
+
   render(data);
+  setTiming(data);
+  var ticker = data.final ? null : setInterval(tick, 1000);
   var wasFinal = data.final;
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (d) {
         render(d);
-        if (d.final && !wasFinal) { window.location.reload(); return; }  // show the reason and recommendations
-        if (!d.final) setTimeout(poll, 1000);
+        setTiming(d);
+        if (d.final && !wasFinal) { window.location.reload(); return; }  // show the reason, drop the stop button
+        if (d.final && ticker) { clearInterval(ticker); ticker = null; }
+        refreshAnalysis(d);
+        if (!done(d)) setTimeout(poll, d.final ? 2000 : 1000);
       })
       .catch(function () { setTimeout(poll, 3000); });
   }
-  if (!data.final) setTimeout(poll, 1000);
+  if (!done(data)) setTimeout(poll, 1000);
 })();

@@ -47,6 +47,20 @@ def test_compose_has_the_services_of_a_real_deployment():
     assert (ROOT / "Dockerfile").exists()
 
 
+def test_compose_gives_short_tasks_a_worker_and_trains_on_several_cpu_workers():
+    services = compose()["services"]
+
+    def queues(name):
+        return set(services[name]["command"].split("-Q ")[1].split()[0].split(","))
+
+    assert queues("worker-short") == {"default"}  # analysis, email, tuning steps: never behind a training
+    assert "default" not in queues("worker") | queues("worker-cpu")
+    assert services["worker-cpu"]["deploy"]["replicas"] == "${TRAIN_WORKERS:-2}"
+    assert "-P solo" in services["worker-cpu"]["command"]  # one run at a time per container
+    for name in ("worker-cpu", "worker-short"):
+        assert services[name]["environment"] == services["web"]["environment"]
+
+
 def test_web_and_worker_share_the_same_settings():
     services = compose()["services"]
     web, worker, beat = services["web"]["environment"], services["worker"]["environment"], services["beat"]["environment"]

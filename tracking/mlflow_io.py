@@ -4,9 +4,13 @@
     run_input = read_run("3f2a...")            # {"config", "metrics", "steps_per_epoch", "status"}
 
 Params become the config (strings coerced to bool/int/float/None where they look like
-one); metrics logged under common aliases (`loss`, `val_acc`, `eval_loss`, ...) are read
-under DESIGN.md's names; the tag (or param) `steps_per_epoch` gives the epoch length;
-MLflow's status maps to running / finished / failed. No Django import.
+one); every metric the engine reads is fetched under the name it was logged with: DESIGN.md's
+names, common aliases (`loss`, `val_acc`, `valid_loss`, ...), Lightning's `*_step`/`*_epoch`
+copies and `lr-<Optimizer>[-pgN]`, Hugging Face's `eval_*` and `learning_rate`, and the `epoch`
+metric both log (tracking.rules.loggers: the engine picks one series per DESIGN name and infers
+the steps per epoch from `epoch` or the step numbers when no tag says it). The tag (or param)
+`steps_per_epoch` gives the epoch length; MLflow's status maps to running / finished / failed.
+No Django import.
 """
 from __future__ import annotations
 
@@ -16,10 +20,8 @@ import os
 import sys
 from typing import Optional
 
-from tracking.rules.features import ALIASES
+from tracking.rules.loggers import canonical_name
 
-DESIGN_METRICS = ("train_loss", "train_loss_epoch", "val_loss", "train_accuracy", "val_accuracy", "lr",
-                  "grad_norm")
 STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished", "FAILED": "failed",
           "KILLED": "failed"}
 
@@ -54,13 +56,8 @@ def client_for(tracking_uri: Optional[str] = None):
 
 
 def metric_sources(keys) -> dict[str, str]:
-    """DESIGN metric name -> the logged key to read it from (a DESIGN name wins over an alias)."""
-    chosen = {k: k for k in keys if k in DESIGN_METRICS}
-    for key in sorted(keys):
-        target = ALIASES.get(key.lower())
-        if target and target not in chosen:
-            chosen[target] = key
-    return chosen
+    """Logged key -> the DESIGN name (or "epoch") it stands for, for every key the engine reads."""
+    return {key: target for key in sorted(keys) if (target := canonical_name(key)) is not None}
 
 
 def _value(v: float):
@@ -80,10 +77,10 @@ def read_run(run_id: str, tracking_uri: Optional[str] = None, client=None) -> di
         raise RunNotFound(f"no MLflow run {run_id!r} in {client.tracking_uri} ({exc.error_code})") from None
     config = {k: coerce(v) for k, v in run.data.params.items()}
     metrics = {}
-    for name, key in metric_sources(run.data.metrics.keys()).items():
+    for key in metric_sources(run.data.metrics.keys()):
         history = client.get_metric_history(run_id, key)
         points = sorted((m.step, m.timestamp, m.value) for m in history)
-        metrics[name] = [[int(step), _value(value)] for step, _, value in points]
+        metrics[key] = [[int(step), _value(value)] for step, _, value in points]
     spe = run.data.tags.get("steps_per_epoch", run.data.params.get("steps_per_epoch"))
     spe = coerce(spe) if spe is not None else None
     spe = int(spe) if isinstance(spe, (int, float)) and not isinstance(spe, bool) and spe >= 1 else None

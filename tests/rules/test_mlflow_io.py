@@ -10,10 +10,12 @@ def test_params_come_back_as_the_values_they_were_logged_from():
     assert coerce("1e-4") == 1e-4 and coerce("[1, 2]") == "[1, 2]"
 
 
-def test_design_names_win_over_aliases_and_aliases_are_mapped():
-    sources = metric_sources(["loss", "train_loss", "valid_loss", "eval_accuracy", "learning_rate", "foo"])
-    assert sources == {"train_loss": "train_loss", "val_loss": "valid_loss", "val_accuracy": "eval_accuracy",
-                       "lr": "learning_rate"}
+def test_every_key_the_engine_reads_is_fetched_with_what_it_stands_for():
+    sources = metric_sources(["loss", "train_loss", "valid_loss", "eval_accuracy", "learning_rate", "foo",
+                              "train_loss_step", "lr-Adam-pg0", "epoch", "eval_runtime"])
+    assert sources == {"epoch": "epoch", "eval_accuracy": "val_accuracy", "learning_rate": "lr",
+                       "loss": "train_loss", "lr-Adam-pg0": "lr", "train_loss": "train_loss",
+                       "train_loss_step": "train_loss", "valid_loss": "val_loss"}
 
 
 def test_it_reads_a_running_foreign_run_with_non_finite_values():
@@ -23,5 +25,5 @@ def test_it_reads_a_running_foreign_run_with_non_finite_values():
     data = read_run(run_id)
     assert data["config"] == {"lr": 0.3, "optimizer": "adam"}
     assert data["steps_per_epoch"] == 10 and data["status"] == "running"
-    assert data["metrics"]["train_loss"] == [[0, 2.3], [1, "nan"], [2, "inf"]]
-    assert data["metrics"]["val_loss"] == [[1, 1.9]]
+    assert data["metrics"]["training_loss"] == [[0, 2.3], [1, "nan"], [2, "inf"]]
+    assert data["metrics"]["validation_loss"] == [[1, 1.9]]

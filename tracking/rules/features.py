@@ -14,30 +14,14 @@ import numpy as np
 
 from .inputs import RunInput, Series
 
-# Metric names other trainers use, mapped to DESIGN.md's names.
-ALIASES = {
-    "loss": "train_loss", "training_loss": "train_loss", "train/loss": "train_loss",
-    "batch_loss": "train_loss", "step_loss": "train_loss",
-    "epoch_loss": "train_loss_epoch", "train_epoch_loss": "train_loss_epoch", "train/epoch_loss": "train_loss_epoch",
-    "acc": "train_accuracy", "accuracy": "train_accuracy", "train_acc": "train_accuracy",
-    "val_acc": "val_accuracy", "valid_acc": "val_accuracy", "validation_accuracy": "val_accuracy",
-    "eval_accuracy": "val_accuracy", "eval_acc": "val_accuracy", "val/accuracy": "val_accuracy",
-    "test_accuracy": "val_accuracy", "test_acc": "val_accuracy",
-    "eval_loss": "val_loss", "valid_loss": "val_loss", "validation_loss": "val_loss",
-    "val/loss": "val_loss", "test_loss": "val_loss",
-    "learning_rate": "lr", "grad_norm_total": "grad_norm", "gradient_norm": "grad_norm",
-}
+from .loggers import ALIASES  # noqa: F401  (re-exported: the names other trainers use)
+
 MAX_POINTS = 400  # per-epoch curves longer than this are averaged down to it
 
 
 def canonical_metrics(metrics: dict[str, Series]) -> dict[str, Series]:
-    """DESIGN names for aliased metrics; a DESIGN name already present wins over its alias."""
-    out = {k: v for k, v in metrics.items() if len(v)}
-    for name, series in metrics.items():
-        target = ALIASES.get(name.lower())
-        if target and target not in out and len(series):
-            out[target] = series
-    return out
+    """The non-empty series (the run input already holds them under DESIGN names, tracking.rules.loggers)."""
+    return {k: v for k, v in metrics.items() if len(v)}
 
 
 def ramp(x: float, lo: float, hi: float) -> float:

@@ -2,18 +2,29 @@
 
 A run input is plain data: {"config", "metrics": {name: [[step, value], ...]},
 "steps_per_epoch", "status"}. Values may be NaN or infinite (also written as the
-strings "nan", "inf", "-inf"). The config is read, never validated: an external
-run may hold any keys.
+strings "nan", "inf", "-inf"). Every point of every series is checked: a point that is
+not a pair of numbers (a bool, null, a string other than nan/inf, three numbers) is
+refused, naming the metric and the point's index. The config is read, never validated:
+an external run may hold any keys.
+
+Metric names of other loggers (Lightning, Hugging Face, Keras, plain scripts) are read
+under DESIGN.md's names, the steps per epoch inferred when no tag says it, and epoch-level
+series put on a 1-based epoch axis (tracking.rules.loggers).
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
+from . import loggers
+
 STATUSES = ("running", "finished", "failed")
+NONFINITE = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf, "+inf": math.inf,
+             "infinity": math.inf, "+infinity": math.inf, "-inf": -math.inf, "-infinity": -math.inf}
+NUMBER_TYPES = {int, float}
 
 
 class RunInputError(ValueError):
@@ -37,15 +48,45 @@ class Series:
 @dataclass
 class RunInput:
     config: dict
-    metrics: dict[str, Series] = field(default_factory=dict)
+    metrics: dict[str, Series] = field(default_factory=dict)  # DESIGN names; epoch-level ones on epochs
     steps_per_epoch: int | None = None
     status: str = "finished"
+    sources: dict[str, str] = field(default_factory=dict)  # DESIGN name -> the name it was logged under
 
 
 # Metrics the engine only summarises (percentiles, constant or not, the schedule's shape): a long
-# series of these is read every k-th point, so a run of 3 x 200,000 step points stays fast.
-SUMMARISED = ("lr", "grad_norm", "train_accuracy", "val_accuracy")
+# series of these is checked whole but converted every k-th point, so 3 x 200,000 step points stay fast.
+SUMMARISED = ("lr", "grad_norm", "train_accuracy", "val_accuracy", "epoch")
 SUMMARY_POINTS = 20_000
+_step_of, _value_of = itemgetter(0), itemgetter(1)
+
+
+def _bad_point(where: str, points) -> RunInputError:
+    """The first malformed point of a series (the slow path, taken only when one exists)."""
+    for i, p in enumerate(points):
+        if not isinstance(p, (list, tuple)) or len(p) != 2:
+            why = "is not a [step, value] pair"
+        elif type(p[0]) not in NUMBER_TYPES or not math.isfinite(p[0]):
+            why = f"has step {p[0]!r}: steps must be finite numbers"
+        elif type(p[1]) not in NUMBER_TYPES and not (isinstance(p[1], str) and p[1].strip().lower() in NONFINITE):
+            why = f"has value {p[1]!r}: values must be numbers (or \"nan\", \"inf\", \"-inf\")"
+        else:
+            continue
+        return RunInputError(f"{where}[{i}]", f"point {i} {why}")
+    return RunInputError(where, "every point must be a [step, value] pair of numbers")
+
+
+def _column(where: str, points, column: list, summarised: bool) -> np.ndarray:
+    """One column (steps or values) as float64; every entry checked, strings nan/inf read."""
+    types = set(map(type, column))
+    if not types <= NUMBER_TYPES:
+        if types - NUMBER_TYPES != {str} or not all(
+                type(v) in NUMBER_TYPES or v.strip().lower() in NONFINITE for v in column):
+            raise _bad_point(where, points)
+        column = [NONFINITE[v.strip().lower()] if type(v) is str else v for v in column]
+    if summarised and len(column) > SUMMARY_POINTS:
+        column = column[:: len(column) // SUMMARY_POINTS]
+    return np.fromiter(column, dtype=float, count=len(column))
 
 
 def _series(name: str, points) -> Series:
@@ -54,30 +95,34 @@ def _series(name: str, points) -> Series:
         raise RunInputError(where, "must be a list of [step, value] pairs")
     if not points:
         return Series(np.empty(0), np.empty(0))
-    if len(points) > SUMMARY_POINTS and _canonical(name) in SUMMARISED:
-        points = points[:: len(points) // SUMMARY_POINTS]
-    try:
-        if any(isinstance(p, (str, bytes, dict)) or len(p) != 2 or isinstance(p[0], bool) or isinstance(p[1], bool)
-               for p in (points[0], points[-1])):
-            raise TypeError
-        flat = np.fromiter(itertools.chain.from_iterable(points), dtype=float, count=2 * len(points))
-    except (TypeError, ValueError):
-        raise RunInputError(where, "every point must be a [step, value] pair of numbers "
-                                   "(values may be \"nan\" or \"inf\")") from None
-    pairs = flat.reshape(-1, 2)
-    steps, values = pairs[:, 0], pairs[:, 1]
+    if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {2}:
+        raise _bad_point(where, points)
+    summarised = loggers.canonical_name(name) in SUMMARISED
+    steps = _column(where, points, list(map(_step_of, points)), summarised)
+    values = _column(where, points, list(map(_value_of, points)), summarised)
     if not np.isfinite(steps).all():
-        raise RunInputError(where, "steps must be finite numbers")
+        raise _bad_point(where, points)
     if steps.size > 1 and (np.diff(steps) < 0).any():
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]
     return Series(np.ascontiguousarray(steps), np.ascontiguousarray(values))
 
 
-def _canonical(name: str) -> str:
-    from .features import ALIASES
-
-    return ALIASES.get(name.lower(), name)
+def _on_design_axes(series: dict[str, Series], spe):
+    """Pick one series per DESIGN name, infer the steps per epoch, put epoch-level series on epochs."""
+    sources = loggers.choose_sources({name: len(s) for name, s in series.items()})
+    metrics = {target: series[name] for target, name in sources.items() if len(series[name])}
+    if spe is None:
+        spe = loggers.infer_steps_per_epoch(metrics)
+    per_step = metrics.get("train_loss")
+    per_step_end = float(per_step.steps[-1]) if per_step is not None and len(per_step) else None
+    for name in loggers.EPOCH_METRICS:
+        s = metrics.get(name)
+        if s is not None:
+            labels = loggers.epoch_labels(s, metrics, spe, per_step_end)
+            metrics[name] = Series(np.ascontiguousarray(labels, dtype=float), s.values)
+    metrics.pop("epoch", None)
+    return metrics, spe, sources
 
 
 def read_run_input(data) -> RunInput:
@@ -97,10 +142,6 @@ def read_run_input(data) -> RunInput:
         series[name] = _series(name, points)
     if not any(len(s) for s in series.values()):
         raise RunInputError("metrics", "no metric point at all: nothing to analyse")
-    losses = ("train_loss", "train_loss_epoch", "val_loss")
-    if not any(len(s) and _canonical(name) in losses for name, s in series.items()):
-        raise RunInputError("metrics", "no loss curve: give train_loss, val_loss (or an alias such as loss, "
-                                       "eval_loss) as [[step, value], ...]")
     spe = data.get("steps_per_epoch")
     if spe is not None:
         if isinstance(spe, str) and spe.strip().isdigit():
@@ -113,4 +154,8 @@ def read_run_input(data) -> RunInput:
         status = "finished"
     if status not in STATUSES:
         raise RunInputError("status", f"must be one of {', '.join(STATUSES)}")
-    return RunInput(config=config, metrics=series, steps_per_epoch=spe, status=status)
+    design, spe, sources = _on_design_axes(series, spe)
+    if not any(name in design for name in ("train_loss", "train_loss_epoch", "val_loss")):
+        raise RunInputError("metrics", "no loss curve: give train_loss, val_loss (or an alias such as loss, "
+                                       "eval_loss, train_loss_step) as [[step, value], ...]")
+    return RunInput(config=config, metrics=design, steps_per_epoch=spe, status=status, sources=sources)

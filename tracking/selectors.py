@@ -6,7 +6,7 @@ import math
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .config import DEFAULTS, FIXED_KEYS, OPTIMIZERS
@@ -60,8 +60,9 @@ def run_history(project: Project, params) -> tuple[RunFilter, object, str]:
     key = sort.lstrip("-")
     if key not in SORTS:
         sort, key = "-created", "created"
-    expr = SORTS[key]
-    order = [f"-{expr}" if sort.startswith("-") else expr, "-pk"]
+    column = F(SORTS[key])
+    # Empty values (no val_loss yet, an LR range test, a key absent from the config) go last both ways.
+    order = [column.desc(nulls_last=True) if sort.startswith("-") else column.asc(nulls_last=True), "-pk"]
     return run_filter, run_filter.qs.order_by(*order), sort
 
 

@@ -70,3 +70,26 @@ def test_the_number_of_queries_does_not_grow_with_the_page_size(member_client, t
         counts[size] = len(ctx.captured_queries)
     assert counts[25] == counts[100], counts
     assert counts[25] <= 10, counts
+
+
+def test_empty_values_go_last_in_both_directions_on_every_sortable_column(member_client, team_users):
+    from django.utils import timezone
+
+    from tracking.selectors import SORTS
+
+    p, alice = team_users["project"], team_users["admin"]
+    a = make_run(p, alice, name="a", lr=0.01, with_series=False)
+    b = make_run(p, alice, name="b", lr=0.1, optimizer="adam", batch_size=64, epochs=9, scheduler="cosine",
+                 weight_decay=0.01, with_series=False)
+    Run.objects.filter(pk=a.pk).update(best_val_loss=0.5, best_val_accuracy=0.8, started_at=timezone.now())
+    Run.objects.filter(pk=b.pk).update(best_val_loss=0.7, best_val_accuracy=0.6, started_at=timezone.now())
+    # An LR range test run: no val_loss, no accuracy; a run whose config lacks the keys; one not started.
+    Run.objects.create(project=p, owner=alice, name="empty", kind=Run.Kind.LR_FIND, config={})
+    url = f"/projects/{p.pk}/"
+    for key in SORTS:
+        if key in ("name", "status", "owner", "created"):
+            continue  # never empty
+        for sort in (key, f"-{key}"):
+            assert names_on(member_client.get(url, {"sort": sort}))[-1] == "empty", sort
+    assert names_on(member_client.get(url, {"sort": "best_val_loss"})) == ["a", "b", "empty"]
+    assert names_on(member_client.get(url, {"sort": "-best_val_loss"})) == ["b", "a", "empty"]

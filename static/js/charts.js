@@ -22,26 +22,63 @@
     return uPlot.join(tables);
   }
 
+  // Log-axis tick labels: 1e-7, 3e-6, 0.001, 0.5, 20 (uPlot's default shows every value below 1e-3 as "0").
+  function fmtLog(v) {
+    if (v == null) return "";
+    var a = Math.abs(v);
+    if (a === 0) return "0";
+    if (a >= 1e-3 && a < 1e4) return String(Number(v.toPrecision(3)));
+    return v.toExponential(2).replace(/\.?0+e/, "e").replace("e+", "e");
+  }
+  function logValues(u, splits) { return splits.map(fmtLog); }
+
+  // Annotation labels go in a band above the plotting area, in rows, so they never sit over the
+  // curves or the tick labels; a label that would overlap another moves to the next row, one that
+  // would run past the right edge is drawn left of its line. ROW and PAD in CSS pixels.
+  var ROW = 16, PAD = 6;
+  function bandHeight(rows) { return rows ? PAD + rows * ROW : 10; }
+  // items: [{x: canvas px, text, color}]; returns the boxes drawn (canvas px).
+  function drawLabels(u, items, rows) {
+    var ctx = u.ctx, dpr = devicePixelRatio, placed = [];
+    var right = u.bbox.left + u.bbox.width, left = u.bbox.left;
+    ctx.save();
+    ctx.font = (12 * dpr) + "px sans-serif";
+    ctx.textBaseline = "alphabetic";
+    items.slice().sort(function (a, b) { return a.x - b.x; }).forEach(function (m) {
+      var w = ctx.measureText(m.text).width, gap = 4 * dpr;
+      var x0 = m.x + gap;
+      if (x0 + w > right) x0 = Math.max(left, m.x - gap - w);
+      var row = 0;
+      while (row < rows - 1 && placed.some(function (p) {
+        return p.row === row && x0 < p.x1 + gap && x0 + w + gap > p.x0; })) row++;
+      var baseline = u.bbox.top - (PAD / 2 + (rows - 1 - row) * ROW + 3) * dpr;
+      ctx.fillStyle = m.color;
+      ctx.fillText(m.text, x0, baseline);
+      placed.push({ row: row, x0: x0, x1: x0 + w, text: m.text });
+    });
+    ctx.restore();
+    return placed;
+  }
+
   // marks: [{x0, x1, label}] in x units; a single x when x0 == x1.
-  function marksPlugin(getMarks) {
+  function marksPlugin(getMarks, rowsOf) {
     return {
       hooks: {
         draw: function (u) {
-          var ctx = u.ctx, marks = getMarks() || [];
+          var ctx = u.ctx, marks = getMarks() || [], labels = [];
           ctx.save();
           marks.forEach(function (m) {
             var a = u.valToPos(m.x0, "x", true), b = u.valToPos(m.x1, "x", true);
             var top = u.bbox.top, h = u.bbox.height;
             if (b - a > 2) { ctx.fillStyle = "rgba(234, 88, 12, 0.08)"; ctx.fillRect(a, top, b - a, h); }
-            ctx.strokeStyle = "rgba(234, 88, 12, 0.9)";
+            ctx.strokeStyle = m.color || "rgba(234, 88, 12, 0.9)";
             ctx.setLineDash([4, 3]);
             ctx.lineWidth = 1.5;
             ctx.beginPath(); ctx.moveTo(a, top); ctx.lineTo(a, top + h); ctx.stroke();
-            ctx.fillStyle = "rgba(154, 52, 18, 1)";
-            ctx.font = (12 * devicePixelRatio) + "px sans-serif";
-            ctx.fillText(m.label, a + 4, top + 14 * devicePixelRatio);
+            labels.push({ x: a, text: m.label, color: m.color || "rgba(154, 52, 18, 1)" });
           });
           ctx.restore();
+          drawLabels(u, labels, rowsOf());
         }
       }
     };
@@ -58,22 +95,31 @@
       return { label: n, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
                points: { show: opts.points === true } };
     }));
+    this.rows = 0;
     this.plot = new uPlot({
       width: width, height: opts.height || 220, series: series,
       scales: { x: { time: false }, y: { distr: opts.log ? 3 : 1 } },
-      axes: [{ label: opts.xLabel || "step" }, {}],
+      axes: [{ label: opts.xLabel || "step" }, opts.log ? { values: logValues } : {}],
+      padding: [function () { return bandHeight(self.rows); }, null, null, null],
       cursor: { drag: { x: true, y: false } },
-      plugins: [marksPlugin(function () { return self.marks; })]
+      plugins: [marksPlugin(function () { return self.marks; }, function () { return self.rows; })]
     }, joined(names.map(function () { return []; })), el);
+    el.uplot = this.plot;
     el.classList.add("rendered");
   }
 
   LineChart.prototype.setData = function (pointLists, marks) {
     if (marks) this.marks = marks;
+    var rows = Math.min(this.marks.length, 3);
+    if (rows !== this.rows) {  // room above the plot for the labels' rows
+      this.rows = rows;
+      this.plot.setSize({ width: this.plot.width, height: this.plot.height });
+    }
     var hasData = pointLists.some(function (p) { return p && p.length; });
     this.el.classList.toggle("empty", !hasData);
     this.plot.setData(joined(pointLists.map(function (p) { return p || []; })));
   };
 
-  window.RW = { LineChart: LineChart, COLORS: COLORS };
+  window.RW = { LineChart: LineChart, COLORS: COLORS, fmtLog: fmtLog, logValues: logValues,
+                drawLabels: drawLabels, bandHeight: bandHeight };
 })();

@@ -96,6 +96,8 @@ class Run(models.Model):
     class Kind(models.TextChoices):
         TRAIN = "train"
         LR_FIND = "lr_find"
+        CODE = "code"  # the team's own code (tracking/code/): CodeRun
+        EXTERNAL = "external"  # imported from a followed MLflow experiment: ExternalRun
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
@@ -355,3 +357,7 @@ class AutopilotRound(models.Model):
     class Meta:
         ordering = ["number"]
         constraints = [models.UniqueConstraint(fields=["autopilot", "number"], name="one_round_per_number")]
+
+
+# Registered code, its runs and followed MLflow experiments (tracking/code/).
+from tracking.code.models import Code, CodeRun, ExternalRun, FollowedExperiment  # noqa: E402,F401

@@ -68,3 +68,8 @@ urlpatterns += [
     path("recommendations/<int:rec_id>/dismiss/", views_recommendations.recommendation_dismiss,
          name="recommendation_dismiss"),
 ]
+
+# The team's own code (MLflow projects) and followed MLflow experiments (tracking/code/)
+from .code.urls import urlpatterns as code_urlpatterns  # noqa: E402
+
+urlpatterns += code_urlpatterns

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import access, services
 from .config import ConfigError, apply_change
-from .models import Recommendation
+from .models import Recommendation, Run
 
 
 def _change_rows(rec):
@@ -19,6 +19,10 @@ def _change_rows(rec):
 def recommendation_apply(request, rec_id):
     rec = access.recommendation_or_404(request.user, rec_id)
     run = rec.run
+    if run.kind in (Run.Kind.CODE, Run.Kind.EXTERNAL):  # the team's own code (tracking/code/)
+        from .code.views import recommendation_apply as code_apply
+
+        return code_apply(request, rec)
     if request.method == "GET":
         return render(request, "tracking/recommendation_apply.html",
                       {"rec": rec, "run": run, "project": run.project, "rows": _change_rows(rec)})

@@ -35,3 +35,11 @@ app.conf.beat_schedule.update({
     "tuning-advance": {"task": "tracking.tuning_tasks.advance_tuning", "schedule": 30.0,
                        "options": {"queue": "default", "expires": 25}},
 })
+
+# The team's own code (tracking/code/tasks.py): import the runs of followed MLflow experiments.
+app.autodiscover_tasks(["tracking.code"])
+app.conf.beat_schedule.update({
+    "code-import-followed": {"task": "tracking.code.tasks.import_followed",
+                             "schedule": float(os.environ.get("FOLLOW_INTERVAL", "30")),
+                             "options": {"queue": "default", "expires": 25}},
+})

@@ -183,3 +183,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}},
 }
+
+# The team's own code (tracking/code/, workers/project_runs.py): directories that may be
+# registered (mounted into the web and worker containers), where git projects are checked
+# out once per commit, how long a stopped script gets between SIGTERM and SIGKILL, and how
+# often followed MLflow experiments are imported (seconds).
+CODE_ROOT = os.environ.get("CODE_ROOT", str(BASE_DIR / "examples"))
+CODE_CACHE_DIR = os.environ.get("CODE_CACHE_DIR", str(VAR_DIR / "code-cache"))
+CODE_STOP_GRACE = float(os.environ.get("CODE_STOP_GRACE", "3"))
+FOLLOW_INTERVAL = float(os.environ.get("FOLLOW_INTERVAL", "30"))

@@ -44,10 +44,13 @@ def recover_stalled_runs(*, timeout=None, max_attempts=None):
     """Re-queue (or fail) runs left running by a dead worker; returns (requeued, failed) ids."""
     from tracking.models import Run
 
+    from workers.project_runs import fail_lost_code_runs
+
     timeout = timeout if timeout is not None else heartbeat_timeout()
     max_attempts = max_attempts or getattr(settings, "RUN_MAX_ATTEMPTS", 3)
+    lost_code = fail_lost_code_runs(timeout=timeout)  # a script is not resumed: its run fails
     now = timezone.now()
-    stale = Run.objects.filter(status=Run.Status.RUNNING).filter(
+    stale = Run.objects.filter(status=Run.Status.RUNNING).exclude(kind=Run.Kind.CODE).filter(
         Q(heartbeat_at__lt=now - timeout) | Q(heartbeat_at__isnull=True, started_at__lt=now - timeout))
     requeued, failed = [], []
     for run in stale.only("pk", "worker", "attempts", "heartbeat_at"):
@@ -61,6 +64,7 @@ def recover_stalled_runs(*, timeout=None, max_attempts=None):
         elif same.update(status=Run.Status.FAILED, finished_at=now, eta_seconds=None,
                          status_reason=f"gave up after {run.attempts} attempts: {silent}"):
             failed.append(run.pk)
+    failed += lost_code
     if requeued or failed:
         log.warning("stalled runs: re-queued %s, failed %s", requeued, failed)
     return requeued, failed

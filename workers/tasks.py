@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 def train_run(self, run_id):
     from tracking.models import Run
 
-    if Run.objects.filter(pk=run_id, kind=Run.Kind.LR_FIND).exists():  # an LR range test (workers/lr_range.py)
+    kind = Run.objects.filter(pk=run_id).values_list("kind", flat=True).first()
+    if kind == Run.Kind.CODE:  # the team's own code, an MLflow project (workers/project_runs.py)
+        from workers.project_runs import run_code
+
+        return run_code(run_id, worker=self.request.hostname)
+    if kind == Run.Kind.LR_FIND:  # an LR range test (workers/lr_range.py)
         from workers.lr_range import run_lr_find
 
         return run_lr_find(run_id, worker=self.request.hostname)

@@ -17,4 +17,4 @@ RUN DEBUG=false SECRET_KEY=build-only-collectstatic-key-0123456789-abcdefghijklm
 RUN useradd --create-home runwise && mkdir -p /data && chown runwise /data
 USER runwise
 EXPOSE 8000
-CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "webapp/gunicorn.conf.py", "webapp.wsgi"]

@@ -69,7 +69,7 @@ def bare_loop(config, log_metric=None):
     torch.manual_seed(config["seed"])
     gen = torch.Generator().manual_seed(config["seed"])
     data = load_dataset(config)
-    model = build_model(config, data.n_features, data.n_classes)
+    model = build_model(config, data.n_features, data.n_classes, data.image_shape)
     opt = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"])
     loss_fn = torch.nn.CrossEntropyLoss()
     bs, step = config["batch_size"], 0
@@ -146,12 +146,32 @@ class DroppingWriter:
     def error_for(self, run_id): return None
 
 
-def engine_run(config, run_factory, writer=None):
+class TimedLogger:
+    """MlflowLogger whose checkpoints are timed: what the loop's thread spends on each (flush
+    of the points before it, the copy of the state, the hand-over)."""
+
+    @staticmethod
+    def make(*args, **kwargs):
+        from workers.mlflow_logging import MlflowLogger
+
+        class Timed(MlflowLogger):
+            blocked = []
+
+            def checkpoint(self, training, flush=True):
+                t0 = time.perf_counter()
+                super().checkpoint(training, flush)
+                self.blocked.append(time.perf_counter() - t0)
+
+        return Timed(*args, **kwargs)
+
+
+def engine_run(config, run_factory, writer=None, checkpoint_seconds=None, blocked=None):
     """(loop s, loop + drain s, end-to-end s, steps) of one fully logged run: the loop, then
-    the wait until every point and artifact is stored, then with run set-up and the final write."""
+    the wait until every point and artifact is stored, then with run set-up and the final write.
+    `blocked` (a list) gets the loop's time for each checkpoint."""
     from django.conf import settings
 
-    from workers.mlflow_logging import MlflowLogger, make_client, shared_writer
+    from workers.mlflow_logging import make_client, shared_writer
     from workers.run_callbacks import RunSync
     from workers.training import claim_run, finish_run, open_mlflow_run
 
@@ -160,9 +180,12 @@ def engine_run(config, run_factory, writer=None):
     claim_run(run.pk, worker="bench", device="cpu")
     client = make_client(settings.MLFLOW_TRACKING_URI)
     mlflow_run_id, _, artifact_uri = open_mlflow_run(client, run)
-    callbacks = [LoopStart(), LoopEnd(), DrainEnd(), RunSync(run.pk),
-                 MlflowLogger(client, mlflow_run_id, writer or shared_writer(settings.MLFLOW_TRACKING_URI),
-                              artifact_uri=artifact_uri)]
+    if checkpoint_seconds is None:
+        checkpoint_seconds = settings.RUN_CHECKPOINT_SECONDS
+    logger = TimedLogger.make(client, mlflow_run_id, writer or shared_writer(settings.MLFLOW_TRACKING_URI),
+                              artifact_uri=artifact_uri, checkpoint_seconds=checkpoint_seconds)
+    logger.blocked = blocked if blocked is not None else []
+    callbacks = [LoopStart(), LoopEnd(), DrainEnd(), RunSync(run.pk), logger]
     training = Training(config, callbacks, device="cpu")
     result = training.fit()
     finish_run(run.pk, worker="bench", status=result.status, reason=result.reason, result=result)

@@ -3,11 +3,13 @@
 Metric histories, params and artifacts live in MLflow; a Run holds its mlflow_run_id.
 MetricSeries is a derived, rebuildable downsampled copy of a run's curves for the pages.
 """
+import re
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -82,6 +84,31 @@ class Tag(models.Model):
         return self.name
 
 
+class ConfigText(models.Func):
+    """A run config's value at `key` as text, written the same in a filter and in an index (with the
+    key inline: a query's bound parameter would not match an index's literal), so the history's
+    filter on it is an index search: JSON_EXTRACT(config, '$."key"') on SQLite, config ->> 'key'
+    on PostgreSQL (Django's own JSON lookups wrap the key in a CASE that no index matches)."""
+
+    output_field = models.CharField()
+
+    def __init__(self, key, **extra):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            raise ValueError(f"config key {key!r}: lowercase letters, digits and underscores only")
+        self.key = key
+        super().__init__(F("config"), **extra)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            return f"({sql} ->> '{self.key}')", params
+        return f"JSON_EXTRACT({sql}, '$.\"{self.key}\"')", params
+
+    def deconstruct(self):
+        path, args, kwargs = super().deconstruct()
+        return path, (self.key,), kwargs
+
+
 class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -141,13 +168,29 @@ class Run(models.Model):
     # The rules engine's latest answer (diagnoses, recommendations) as plain data
     analysis = models.JSONField(default=dict, blank=True)
     analysed_at = models.DateTimeField(null=True, blank=True)
+    # tracking/analysis.py: an analysis task sent and not started yet (at most one interim a run),
+    # and when the final analysis (and its email) was done; Celery beat catches up the ended runs
+    # without one.
+    analysis_pending_at = models.DateTimeField(null=True, blank=True)
+    final_analysed_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["project", "-created_at"])]
+        # The history table (tracking.selectors.run_history) filters a project's runs and sorts them:
+        # each index serves one sort or filter as an index search (EXPLAIN QUERY PLAN: no scan of
+        # every run), and the paginator's count of a filtered page as a covering index.
+        indexes = [
+            models.Index(fields=["project", "-created_at"]),
+            models.Index(fields=["project", "best_val_loss"], name="run_project_best_val_loss"),
+            models.Index(fields=["project", "best_val_accuracy"], name="run_project_best_val_acc"),
+            models.Index(fields=["project", "started_at"], name="run_project_started"),
+            models.Index(F("project"), ConfigText("optimizer"), name="run_project_optimizer"),
+            models.Index(fields=["finished_at"], condition=Q(final_analysed_at__isnull=True),
+                         name="run_awaiting_final_analysis"),
+        ]
 
     def __str__(self):
         return self.name

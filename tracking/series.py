@@ -62,6 +62,17 @@ def _minmax_buckets(y, n_out):
     return sorted(keep)
 
 
+def merge(stored, fresh, max_points=MAX_POINTS):
+    """A series' stored points ([[step, encoded value], ...]) with new (step, value) points after
+    them: appended as they are while they fit in max_points, else the whole downsampled to half
+    of it (so a long run is downsampled every max_points / 2 new points, not at every append)."""
+    if len(stored) + len(fresh) > max_points:
+        merged = downsample([(s, decode(v)) for s, v in stored] + list(fresh), max_points // 2)
+        return [[s, encode(v)] for s, v in merged]
+    # the stored points stay as they are; only the new ones are encoded
+    return stored + [[s, v if math.isfinite(v) else encode(v)] for s, v in fresh]
+
+
 def series_append(run_id, points_by_key):
     """Append new points ({metric: [(step, value), ...]}) to a run's series; points at or
     before a series' last step are ignored, so a resumed run never doubles a step. One
@@ -85,12 +96,7 @@ def series_append(run_id, points_by_key):
             fresh = [(int(s), float(v)) for s, v in points_by_key[key] if s > last]
             if not fresh:
                 continue
-            old = series.points
-            if len(old) + len(fresh) > MAX_POINTS:
-                merged = downsample([(s, decode(v)) for s, v in old] + fresh, MAX_POINTS // 2)
-                series.points = [[s, encode(v)] for s, v in merged]
-            else:  # the stored points stay as they are; only the new ones are encoded
-                series.points = old + [[s, v if math.isfinite(v) else encode(v)] for s, v in fresh]
+            series.points = merge(series.points, fresh)
             series.count += len(fresh)
             series.last_step = fresh[-1][0]
             series.updated_at = timezone.now()

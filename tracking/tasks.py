@@ -1,5 +1,7 @@
 """Celery tasks of the rules engine. The worker sends `tracking.tasks.analyse_run` by name on the
-"default" queue every few epochs (final=False) and when a run ends (final=True)."""
+"default" queue every few epochs (final=False, at most one pending a run) and when a run ends
+(final=True); Celery beat runs `catch_up_analyses` every 30 s for ended runs whose final analysis
+never ran (the broker was down when they ended)."""
 import importlib.util
 import logging
 
@@ -19,8 +21,9 @@ def analyse_run(self, run_id, final=False):
     An MLflow store that is busy or unreachable is retried with back-off (5, 10, 20, 40 s)."""
     from mlflow.exceptions import MlflowException
 
-    from tracking.analysis import run_analyse
+    from tracking.analysis import analysis_finished, analysis_release, run_analyse
 
+    analysis_release(run_id=run_id)  # started: the next interim analysis may be queued
     try:
         answer = run_analyse(run_id, final=final)
     except MlflowException as exc:
@@ -33,5 +36,16 @@ def analyse_run(self, run_id, final=False):
     tuning = _optional("tracking.tuning_tasks")
     if tuning is not None:
         tuning.run_ended(run_id)
+    analysis_finished(run_id=run_id)
     log.info("run %s analysed (final): %s", run_id,
              answer["diagnoses"][0]["id"] if answer else "nothing to analyse")
+
+
+@shared_task(name="tracking.tasks.catch_up_analyses", ignore_result=True)
+def catch_up_analyses():
+    """Send the final analysis of every ended run that has not had one (Celery beat, every 30 s)."""
+    from tracking.analysis import analysis_enqueue, runs_missing_final_analysis
+
+    for run_id in runs_missing_final_analysis():
+        log.info("run %s ended without a final analysis: sending it now", run_id)
+        analysis_enqueue(run_id=run_id, final=True)

@@ -3,9 +3,11 @@ a redirect. Reads come from tracking.selectors."""
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
@@ -159,14 +161,25 @@ def run_detail(request, run_id):
         "run": run, "project": run.project, "mlflow_url": mlflow_url,
         "children": run.children.select_related("owner").order_by("created_at"),
         "note_form": RunNoteForm(initial={"note": run.note, "tags": ", ".join(t.name for t in run.tags.all())}),
-        "config_groups": selectors.config_groups(run.config), "chart_data": selectors.run_chart_data(run),
+        "config_groups": selectors.config_groups(run.config),
+        "chart_script": json_script_text(selectors.run_chart_json(run), "run-data"),
     })
 
 
 @require_GET
 def run_data(request, run_id):
     run = access.run_or_404(request.user, run_id)
-    return JsonResponse(selectors.run_chart_data(run))
+    return HttpResponse(selectors.run_chart_json(run), content_type="application/json")
+
+
+JSON_SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
+
+
+def json_script_text(text: str, element_id: str):
+    """Django's json_script filter for JSON already serialised (the same escapes: the text can
+    never close the script element)."""
+    return format_html('<script id="{}" type="application/json">{}</script>', element_id,
+                       mark_safe(text.translate(JSON_SCRIPT_ESCAPES)))
 
 
 @require_GET

@@ -29,6 +29,14 @@ app.conf.beat_schedule.update({
                              "options": {"queue": "default", "expires": 25}},
 })
 
+# Analysis (tracking/tasks.py): the final analysis (and email) of runs that ended while the broker
+# was down, or whose task failed.
+app.conf.beat_schedule.update({
+    "analysis-catch-up": {"task": "tracking.tasks.catch_up_analyses",
+                          "schedule": float(os.environ.get("ANALYSIS_CATCH_UP_SECONDS", "30")),
+                          "options": {"queue": "default", "expires": 25}},
+})
+
 # Tuning (tracking/tuning_tasks.py): advance sweeps and autopilots whose run-end hook was missed.
 app.autodiscover_tasks(["tracking"], related_name="tuning_tasks")
 app.conf.beat_schedule.update({

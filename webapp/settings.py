@@ -142,6 +142,12 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 RUN_HEARTBEAT_TIMEOUT = envint("RUN_HEARTBEAT_TIMEOUT", 120)
 RUN_MAX_ATTEMPTS = envint("RUN_MAX_ATTEMPTS", 3)
 RUN_RESEND_AFTER = envint("RUN_RESEND_AFTER", 1800)
+# Analysis (tracking/analysis.py): an ended run whose final analysis has not run this many seconds
+# after its end is sent again by Celery beat (tracking.tasks.catch_up_analyses, every
+# ANALYSIS_CATCH_UP_SECONDS, read in webapp/celery.py); a pending interim analysis older than
+# ANALYSIS_PENDING_STALE seconds is taken as lost (another one may be queued).
+ANALYSIS_CATCH_UP_AFTER = envint("ANALYSIS_CATCH_UP_AFTER", 60)
+ANALYSIS_PENDING_STALE = envint("ANALYSIS_PENDING_STALE", 600)
 # A checkpoint is logged at an epoch end at most this often (seconds; 0: every epoch).
 RUN_CHECKPOINT_SECONDS = float(os.environ.get("RUN_CHECKPOINT_SECONDS", "2"))
 

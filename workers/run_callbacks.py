@@ -116,20 +116,13 @@ def analysis_module():
 
 
 def send_analysis(run_id, final):
-    """Enqueue tracking.tasks.analyse_run on the short queue; never fails the run."""
-    if analysis_module() is None:
+    """Enqueue tracking.tasks.analyse_run on the short queue (an interim one only when none is
+    pending for the run); never fails the run. A final one lost to a broker outage is caught up
+    by Celery beat (tracking.tasks.catch_up_analyses)."""
+    module = analysis_module()
+    if module is None:
         return False
-    from kombu.exceptions import OperationalError
-
-    from webapp.celery import app
-
-    try:
-        app.send_task("tracking.tasks.analyse_run", args=[run_id], kwargs={"final": final}, queue="default",
-                      retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
-    except (OperationalError, ConnectionError, OSError) as exc:
-        log.warning("run %s: analysis not enqueued (broker unreachable: %s)", run_id, exc)
-        return False
-    return True
+    return module.analysis_enqueue(run_id=run_id, final=final)
 
 
 class Analysis(Callback):

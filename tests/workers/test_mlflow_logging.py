@@ -4,18 +4,30 @@ import pytest
 
 from tracking.config import validate_config
 from workers.engine import EPOCH_METRICS, STEP_METRICS, Training, fit
-from workers.mlflow_logging import MlflowLogger, _portable, _restored
+from workers.mlflow_logging import MlflowLogger, load_checkpoint_file
 
 
 class RecordingWriter:
-    def __init__(self):
-        self.calls = []
-
     def log_metrics(self, run_id, points):
         self.calls.append(("metrics", list(points)))
 
+    def __init__(self, tmp_path=None):
+        self.calls, self.tmp_path = [], tmp_path
+
     def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None):
-        self.calls.append(("artifact", f"{artifact_path}/{filename}", _restored(_portable(obj))))  # as the real writer
+        # saved and read back as the real writer and a resume do (torch.save, weights_only=True)
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        buf.seek(0)
+        path = f"{artifact_path}/{filename}"
+        if self.tmp_path is not None:
+            (self.tmp_path / "ckpt.pt").write_bytes(buf.getvalue())
+            obj = load_checkpoint_file(self.tmp_path / "ckpt.pt", "cpu")
+        self.calls.append(("artifact", path, obj))
 
     def terminate_run(self, run_id, status):
         self.calls.append(("terminate", status))
@@ -93,9 +105,9 @@ def test_a_diverged_run_ends_failed_without_a_model():
     assert writer.artifacts() == [] and ("terminate", "FAILED") in writer.calls
 
 
-def test_a_resumed_run_logs_only_what_mlflow_lacks():
+def test_a_resumed_run_logs_only_what_mlflow_lacks(tmp_path):
     cfg = config(epochs=4)
-    writer = RecordingWriter()
+    writer = RecordingWriter(tmp_path)  # checkpoints read back with weights_only=True
     fit(cfg, callbacks=[MlflowLogger(FakeClient(), "r1", writer, checkpoint_seconds=0)])
     checkpoint = [c[2] for c in writer.calls if c[0] == "artifact"][1]  # after epoch 2
     assert checkpoint["epoch"] == 2
@@ -111,13 +123,53 @@ def test_a_resumed_run_logs_only_what_mlflow_lacks():
     assert r.history["val_loss"] == writer.points("val_loss")
 
 
-def test_tensors_travel_as_numpy_and_come_back_equal():
+def test_a_checkpoint_is_a_copy_that_training_goes_on_past():
+    """The writer keeps what it is handed until its thread serialises it: the loop must not
+    change it afterwards."""
+
+    class Keep(RecordingWriter):
+        def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None):
+            self.calls.append(("artifact", f"{artifact_path}/{filename}", obj))  # kept as handed over
+
+    writer = Keep()
+    r = fit(config(epochs=3), callbacks=[MlflowLogger(FakeClient(), "r1", writer, checkpoint_seconds=0)])
+    first = [c[2] for c in writer.calls if c[0] == "artifact"][0]
+    assert first["epoch"] == 1
+    final = r.model.state_dict()
+    assert any(not (first["model"][k] == final[k]).all() for k in final)  # epoch 1's weights, not the last ones
+    assert all(first["model"][k].data_ptr() != final[k].data_ptr() for k in final)
+
+
+def test_a_checkpoint_loads_with_weights_only_and_resumes_numpy_rng(tmp_path):
+    import numpy as np
     import torch
 
-    obj = {"w": torch.randn(3, 3), "n": [torch.arange(4), (1, 2)], "rng": torch.get_rng_state(), "b": torch.ones(2).bool()}
-    back = _restored(_portable(obj))
-    assert torch.equal(back["w"], obj["w"]) and torch.equal(back["n"][0], obj["n"][0]) and back["n"][1] == (1, 2)
-    assert back["rng"].dtype == torch.uint8 and back["b"].dtype == torch.bool
+    from workers.engine import Training
+
+    training = Training(config(epochs=1))
+    training.fit()
+    torch.save(training.checkpoint(), tmp_path / "last.pt")
+    expected = np.random.random(3)
+    ckpt = load_checkpoint_file(tmp_path / "last.pt", "cpu")  # weights_only=True inside
+    Training(config(epochs=1), checkpoint=ckpt)
+    assert np.random.random(3).tolist() == expected.tolist()
+
+
+def test_a_planted_pickle_in_a_checkpoint_does_not_run(tmp_path):
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"version": 2, "x": Planted()}, tmp_path / "last.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint_file(tmp_path / "last.pt", "cpu")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("status, mlflow_status", [("succeeded", "FINISHED"), ("stopped", "KILLED"),

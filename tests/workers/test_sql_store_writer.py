@@ -1,5 +1,6 @@
 """SqlStoreWriter against a real SQLite MLflow store: it leaves the store as log_batch would."""
 import math
+from pathlib import Path
 
 import pytest
 from mlflow.entities import Metric
@@ -123,18 +124,53 @@ def test_ending_a_run_leaves_it_as_set_terminated_does(store):
     assert client.get_run(by_sql).info.status == "KILLED"
 
 
-def test_a_local_artifact_is_replaced_whole_and_leaves_no_staging_file(tmp_path):
+def test_a_local_artifact_is_replaced_whole_and_leaves_no_staging_file(store):
+    """Through a real writer process: each checkpoint is staged beside its place and renamed over
+    it (a reader never sees half a file); an object that cannot be saved fails the run's writes
+    and leaves the old checkpoint whole, with no staging file behind."""
     import torch
 
-    from workers.mlflow_logging import save_local_artifact
+    from workers.mlflow_logging import MlflowWriter, load_checkpoint_file
 
-    save_local_artifact(tmp_path, "checkpoints", "last.pt", {"epoch": 1, "w": torch.ones(3)})
-    save_local_artifact(tmp_path, "checkpoints", "last.pt", {"epoch": 2, "w": torch.zeros(3)})
-    assert torch.load(tmp_path / "checkpoints" / "last.pt")["epoch"] == 2
-    with pytest.raises(Exception):
-        save_local_artifact(tmp_path, "checkpoints", "last.pt", {"epoch": 3, "bad": lambda: None})
-    assert torch.load(tmp_path / "checkpoints" / "last.pt")["epoch"] == 2  # the old one, whole
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.pt"]
+    client, experiment = store
+    run = client.create_run(experiment)
+    uri = run.info.artifact_uri
+    writer = MlflowWriter(client.tracking_uri)
+    try:
+        writer.log_artifact_object(run.info.run_id, "checkpoints", "last.pt", {"epoch": 1, "w": torch.ones(3)}, uri)
+        writer.log_artifact_object(run.info.run_id, "checkpoints", "last.pt", {"epoch": 2, "w": torch.zeros(3)}, uri)
+        writer.flush()
+        saved = Path(uri) / "checkpoints"
+        assert load_checkpoint_file(saved / "last.pt", "cpu")["epoch"] == 2
+        writer.log_artifact_object(run.info.run_id, "checkpoints", "last.pt", {"epoch": 3, "bad": lambda: None}, uri)
+        writer.flush()
+        assert "lambda" in writer.error_for(run.info.run_id)  # the run's error: it cannot be pickled
+        assert load_checkpoint_file(saved / "last.pt", "cpu")["epoch"] == 2  # the old one, whole
+        assert [p.name for p in saved.iterdir()] == ["last.pt"]
+    finally:
+        writer.close()
+
+
+def test_artifacts_of_a_remote_style_store_are_uploaded_from_a_staged_file(store, tmp_path):
+    """Without the run's artifact URI, the writer uploads the staged file with log_artifact and
+    removes it."""
+    import torch
+
+    from workers.mlflow_logging import MlflowWriter, load_checkpoint_file
+
+    client, experiment = store
+    run_id = client.create_run(experiment).info.run_id
+    writer = MlflowWriter(client.tracking_uri)
+    try:
+        writer.log_artifact_object(run_id, "model", "model.pt", {"state_dict": {"w": torch.ones(2)}})
+        writer.terminate_run(run_id, "FINISHED")
+        writer.flush()
+        assert writer.error_for(run_id) is None
+        path = client.download_artifacts(run_id, "model/model.pt", str(tmp_path))
+        assert torch.equal(load_checkpoint_file(path, "cpu")["state_dict"]["w"], torch.ones(2))
+        assert client.get_run(run_id).info.status == "FINISHED"
+    finally:
+        writer.close()
 
 
 def test_point_batches_read_back_exactly_as_the_same_points_through_log_batch(store):

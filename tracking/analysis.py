@@ -224,11 +224,10 @@ def analysis_finished(*, run_id: int) -> None:
 
 
 def runs_missing_final_analysis(limit: int = CATCH_UP_BATCH) -> list[int]:
-    """Training runs that ended over ANALYSIS_CATCH_UP_AFTER ago without a final analysis, and
-    with none pending (or a pending one whose message was lost), oldest first."""
+    """Runs (LR range tests aside) that ended over ANALYSIS_CATCH_UP_AFTER ago without a final
+    analysis, and with none pending (or a pending one whose message was lost), oldest first."""
     now = timezone.now()
     return list(Run.objects.filter(
-        status__in=Run.FINAL, kind=Run.Kind.TRAIN, final_analysed_at__isnull=True,
-        finished_at__lt=now - catch_up_after(),
-    ).filter(Q(analysis_pending_at__isnull=True) | Q(analysis_pending_at__lt=now - pending_stale()))
+        status__in=Run.FINAL, final_analysed_at__isnull=True, finished_at__lt=now - catch_up_after(),
+    ).exclude(kind=Run.Kind.LR_FIND).filter(Q(analysis_pending_at__isnull=True) | Q(analysis_pending_at__lt=now - pending_stale()))
         .order_by("finished_at").values_list("pk", flat=True)[:limit])

@@ -106,3 +106,17 @@ def test_the_config_is_shown_in_groups_with_changes_from_defaults_marked(member_
     assert '<tr class="changed"><th>optimizer</th><td>adam</td>' in body
     assert '<tr class="default"><th>momentum</th>' in body
     assert '<tr class="default"><th>csv_path</th>' in body
+
+
+def test_the_embedded_chart_data_never_closes_its_script_element(member_client, team_users):
+    """Series are spliced into the page as stored JSON text: a metric logged by other code under a
+    hostile name is still escaped (as Django's json_script does)."""
+    import json
+
+    run = make_run(team_users["project"], team_users["admin"])
+    MetricSeries.objects.create(run=run, key="</script><script>alert(1)</script>", points=[[0, 1.0]], count=1,
+                                last_step=0)
+    page = member_client.get(f"/runs/{run.pk}/").content.decode()
+    assert "<script>alert(1)" not in page
+    embedded = page.split('<script id="run-data" type="application/json">')[1].split("</script>")[0]
+    assert "</script><script>alert(1)</script>" in json.loads(embedded)["series"]

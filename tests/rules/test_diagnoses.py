@@ -18,7 +18,7 @@ def rules(answer):
 def test_it_calls_a_converged_run_healthy_and_recommends_nothing_confident():
     answer = advise(c.run(*c.healthy()))
     assert first(answer)["id"] == "healthy"
-    assert answer["recommendations"] == []
+    assert all(r["confidence"] < 0.5 for r in answer["recommendations"])
 
 
 def test_it_marks_overfitting_with_the_val_minimum_and_numbers():
@@ -27,7 +27,8 @@ def test_it_marks_overfitting_with_the_val_minimum_and_numbers():
     d = first(answer)
     assert d["id"] == "overfitting"
     assert d["epochs"][0] == int(np.argmin(val)) + 1 and d["epochs"][1] == 40
-    assert "rose" in d["evidence"] and "%" in d["evidence"] and "train_loss fell" in d["evidence"]
+    assert f"rose from its minimum {val.min():.3g} at epoch {int(np.argmin(val)) + 1} to {val[-1]:.3g}" in d["evidence"]
+    assert "train_loss fell from" in d["evidence"]
     top = answer["recommendations"][0]
     assert top["diagnosis"] == "overfitting"
     assert top["change"] == {"weight_decay": 0.001}

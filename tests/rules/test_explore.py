@@ -12,9 +12,10 @@ def rules(recs):
     return [r["rule"] for r in recs]
 
 
-def test_a_healthy_plain_sgd_run_gets_no_recommendation_but_explorations():
+def test_a_healthy_plain_sgd_run_gets_no_confident_recommendation_but_explorations():
     run = c.run(*c.healthy(), config={"optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "epochs": 30})
-    assert advise(run)["recommendations"] == []
+    recs = advise(run)["recommendations"]
+    assert recs and all(r["confidence"] < 0.5 for r in recs)  # no confident change, only guesses
     found = explore(run)
     assert found and all(r["confidence"] < 0.5 for r in found)
     by_rule = {r["rule"]: r["change"] for r in found}

@@ -85,3 +85,26 @@ def test_an_outsider_gets_404_on_apply_and_dismiss(client, team_users, analysed)
     assert client.post(reverse("recommendation_apply", args=[wd.pk])).status_code == 404
     assert client.post(reverse("recommendation_dismiss", args=[drop.pk])).status_code == 404
     assert Run.objects.count() == 1 and Recommendation.objects.get(pk=drop.pk).state == "new"
+
+
+def test_a_run_with_no_confident_change_says_so(client, team_users):
+    """A tuned run: the engine abstains (nothing with confidence >= 0.5), and the page says so."""
+    config = validate_config({"dataset": "digits", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 30})
+    tuned = {"diagnoses": [{"id": "healthy", "severity": 0.8, "epochs": [1, 30],
+                            "evidence": "val_loss fell from 1.2 to 0.1 (minimum 0.1 at epoch 30); no problem found"}],
+             "recommendations": []}
+    run = Run.objects.create(project=team_users["project"], owner=team_users["admin"], name="tuned",
+                             config=config, status=Run.Status.SUCCEEDED, analysis=tuned, best_val_loss=0.1)
+    client.force_login(team_users["member"])
+    html = client.get(reverse("run", args=[run.pk])).content.decode()
+    assert "No confident change." in html and "Recommended next changes" not in html
+    Recommendation.objects.create(run=run, rule="plateau.cosine", diagnosis="plateau", change={"scheduler": "cosine"},
+                                  rationale="Anneal.", confidence=0.3, rank=0)
+    html = client.get(reverse("run", args=[run.pk])).content.decode()
+    assert "No confident change." in html and "a confidence under 0.5" in html and "scheduler → cosine" in html
+
+
+def test_a_confident_change_is_not_called_unconfident(client, team_users, analysed):
+    run, _, _ = analysed
+    client.force_login(team_users["member"])
+    assert "No confident change" not in client.get(reverse("run", args=[run.pk])).content.decode()

@@ -34,7 +34,7 @@ def test_each_rule_proposes_a_valid_absolute_change(rule):
     applied = 0
     for raw, facts in [(raw, facts) for raw in CONFIGS for facts in FACTS]:
         config = validate_config(raw)
-        ctx = Context(read_config(config), f, Diagnosis(rule.diagnosis, 0.9, "", [1, 2], dict(facts)))
+        ctx = Context(read_config(config), f, Diagnosis(rule.diagnosis, 0.9, "", [1, 2], dict(facts)), frozenset(config))
         if not rule.when(ctx):
             continue
         change = rule.change(ctx)

@@ -20,7 +20,7 @@ def load(path):
 
 
 def test_the_engine_agrees_with_at_least_90_percent_of_the_labels():
-    assert len(KNOWN_DISAGREEMENTS) <= 0.10 * len(SUITE + HELDOUT)
+    assert len(KNOWN_DISAGREEMENTS) + len(NOT_IN_THE_CURVES) <= 0.10 * len(SUITE + HELDOUT)
 
 
 def test_the_suite_has_six_or_more_cases_of_each_label_over_several_data_sets_and_optimizers():
@@ -47,10 +47,25 @@ KNOWN_DISAGREEMENTS = {
 }
 
 
+# Runs labelled from their config whose curves show no problem (issue 11: config priors rank changes,
+# they never make a diagnosis the curves do not show). The engine abstains: healthy, no confident
+# change; the label's fix is still among its low-confidence suggestions.
+NOT_IN_THE_CURVES = {
+    "underfitting__digits_cnn_wd": "weight decay 0.08 on a CNN: val_loss 0.558 at epoch 10 (7% above its best), "
+                                   "train_loss 0.44 and still falling, no sign of a fit held back in the curves",
+}
+
+
 @pytest.mark.parametrize("path", SUITE + HELDOUT, ids=[p.stem for p in SUITE + HELDOUT])
 def test_the_first_diagnosis_is_the_label(path):
     case = load(path)
     answer = advise({k: case[k] for k in ("config", "metrics", "steps_per_epoch", "status")})
+    if path.stem in NOT_IN_THE_CURVES:
+        print(f"not in the curves: {path.stem}: {NOT_IN_THE_CURVES[path.stem]}")
+        assert answer["diagnoses"][0]["id"] == "healthy"
+        assert all(r["confidence"] < 0.5 for r in answer["recommendations"])
+        assert any("weight_decay" in r["change"] for r in answer["recommendations"])
+        return
     if path.stem in KNOWN_DISAGREEMENTS:
         print(f"known disagreement on {path.stem}: {KNOWN_DISAGREEMENTS[path.stem]}")
         assert case["label"] in [d["id"] for d in answer["diagnoses"][1:]], answer["diagnoses"]

@@ -39,6 +39,11 @@ def num(x: float) -> str:
     return f"{x:.3g}"
 
 
+def share(x: float) -> str:
+    """A share of a level: "45%", or "3.2e+04x" when it is far above it."""
+    return pct(x) if abs(x) < 10 else f"{num(x)}x"
+
+
 def config_number(config: dict, key: str, default: float) -> float:
     v = config.get(key, default)
     if isinstance(v, str):
@@ -106,6 +111,8 @@ def _collapsed(f: Features):
     init = f.curves.initial_loss
     if m is None or not np.isfinite(init) or init <= 0 or len(m.raw) < 2:
         return None
+    if not f.untrained_known and accuracy_kept_rising(f):
+        return None  # compared with a first epoch only, and the accuracy kept rising: it learned
     best = m.raw_min / init
     stuck = ramp(best, 0.5, 0.75)
     high = lr_is_high(f.config)
@@ -116,6 +123,70 @@ def _collapsed(f: Features):
                      f" training collapsed at a learning rate that is high for {f.config.get('optimizer', 'this optimizer')}",
                      [f.epoch(0), f.epoch(len(m.raw) - 1)],
                      {"nonfinite": False, "early": True, "ratio": 3.0, "collapsed": True})
+
+
+def level_name(f: Features, first: float) -> str:
+    """How the evidence names the untrained level it compares with."""
+    if f.classes:
+        return f"the chance level ln {f.classes} = {num(f.untrained)}"
+    if f.untrained_known:
+        return f"the untrained level {num(f.untrained)}"
+    return f"its first epoch's {num(first)}"
+
+
+def accuracy_kept_rising(f: Features) -> bool:
+    """val_accuracy improved over the run and its best came after the first tenth: the model
+    learned, whatever its val cross-entropy did (a rising CE with a rising accuracy is overconfidence)."""
+    acc = f.accuracy
+    return bool(acc) and acc["best"] - acc["first"] >= 0.02 and acc["best_index"] > max(1, acc["n"] // 10)
+
+
+def _learning_failed(f: Features):
+    """The main curve shows the run learned nothing: its best stayed at the untrained/chance level
+    (or, with only the first epoch to compare with, at its first epochs, the best epoch at the start
+    of a run that went on), or it ended above that level: worse than guessing. A run whose train
+    loss fell far below that level, or whose val_accuracy kept rising, did learn: its val rise is
+    overfitting, read by that detector."""
+    m = f.val if f.val is not None else f.train
+    name = "val_loss" if f.val is not None else "train_loss"
+    u = f.untrained
+    if m is None or len(m.raw) < 3 or not np.isfinite(u) or u <= 0:
+        return None
+    n = len(m.raw)
+    if not f.untrained_known:  # compare the curve with its own first epoch
+        u = float(m.raw[np.isfinite(m.raw)][0])
+        if u <= 0:
+            return None
+    train_fits = (f.train is not None and f.val is not None
+                  and f.train.last <= 0.5 * (u if f.untrained_known else f.train.first))
+    if train_fits or accuracy_kept_rising(f):
+        return None
+    raw_last = float(m.raw[np.isfinite(m.raw)][-1])
+    best_e, last_e = f.epoch(m.raw_argmin), f.epoch(n - 1)
+    best_at, last_at = f.at(m.raw_argmin), f.at(n - 1)
+    known = f.untrained_known
+    worse = ramp(min(m.last, raw_last) / u, 1.02, 1.25) if known else ramp(min(m.last, raw_last) / u, 1.05, 1.5)
+    if known:
+        never = ramp(m.raw_min / u, 0.85, 0.97)
+    else:  # the first epoch is not the untrained level: the best epoch at the start is the finding
+        early = 1.0 - ramp(m.raw_argmin / n, 0.05, 0.2)
+        never = early * ramp(n, 5, 10) * ramp(m.raw_min / u, 0.9, 0.98) * 0.8
+    if worse <= 0 and never <= 0:
+        return None
+    level = level_name(f, u)
+    if worse >= never:
+        return Diagnosis("diverging", worse, f"{name} ended at {num(raw_last)} ({last_at}), above {level}:"
+                         f" worse than the untrained model (its best was {num(m.raw_min)} at {best_at})",
+                         [best_e, last_e], {"nonfinite": False, "early": m.raw_argmin <= n // 5, "ratio": 3.0,
+                                            "above_untrained": True})
+    if lr_is_high(f.config) >= 0.5:
+        return Diagnosis("diverging", never, f"{name} never fell clearly below {level} (best {num(m.raw_min)} at"
+                         f" {best_at}): training collapsed at a learning rate that is high for"
+                         f" {f.config.get('optimizer', 'this optimizer')}", [best_e, last_e],
+                         {"nonfinite": False, "early": True, "ratio": 3.0, "collapsed": True})
+    return Diagnosis("underfitting", never, f"{name} never fell clearly below {level}: its best {num(m.raw_min)} was"
+                     f" at {best_at} of {last_e} epochs; the run failed to learn", [best_e, last_e],
+                     {"level": m.raw_min / u, "failed_to_learn": True})
 
 
 def _diverging(f: Features):
@@ -147,6 +218,8 @@ def _diverging_curve(f: Features):
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
         if name == "val_loss" and f.train is not None and f.train.rise_from_min < 0.1:
             sev *= 0.3  # val rising while train keeps falling is overfitting, not divergence
+        if name == "val_loss" and f.train is None and accuracy_kept_rising(f):
+            sev *= 0.3  # val cross-entropy drifting up while accuracy improves: overconfidence
         if name == "val_loss" and f.train is None and above_start <= 0:
             # Only val_loss to go by: a rise that stays below the untrained loss reads as
             # overfitting (val cross-entropy grows without bound as the model grows overconfident);
@@ -171,11 +244,12 @@ def _diverging_curve(f: Features):
     if best is None or best[0] <= 0:
         return None
     sev, name, sh, ratio = best
-    e0, e1 = f.epoch(sh.argmin), f.epoch(len(sh.raw) - 1)
-    return Diagnosis("diverging", sev, f"{name} rose to {num(ratio)}x its minimum ({num(sh.min)} at epoch {e0})"
-                     f" by epoch {e1}, ending at {pct(sh.last / (abs(f.curves.initial_loss) + f.floor))} of its"
-                     f" initial value", [e0, e1], {"nonfinite": False, "early": sh.argmin <= len(sh.raw) // 5,
-                                                  "ratio": ratio})
+    e0, e1 = f.epoch(sh.raw_argmin), f.epoch(len(sh.raw) - 1)
+    last = float(sh.raw[np.isfinite(sh.raw)][-1])
+    return Diagnosis("diverging", sev, f"{name} rose from its minimum {num(sh.raw_min)} at {f.at(sh.raw_argmin)} to"
+                     f" {num(last)} at {f.at(len(sh.raw) - 1)} ({num(last / sh.raw_min) if sh.raw_min > 0 else 'inf'}x),"
+                     f" ending at {share(last / (abs(f.curves.initial_loss) + f.floor))} of its initial value", [e0, e1],
+                     {"nonfinite": False, "early": sh.argmin <= len(sh.raw) // 5, "ratio": ratio})
 
 
 def _unstable(f: Features):
@@ -184,14 +258,27 @@ def _unstable(f: Features):
         # a val curve on a small val set is noisier than an epoch mean of train losses
         cands.append((max(ramp(f.val.jitter, 0.08, 0.25), ramp(f.val.big_ups, 0.15, 0.4)), "val_loss", f.val))
     if f.train is not None and len(f.train.raw) >= 5:
-        cands.append((max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25)), "train_loss", f.train))
+        t_sev = max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25))
+        spe = f.curves.steps_per_epoch
+        if f.step_noise is not None and spe:
+            # an epoch mean of `spe` noisy steps jitters by about step_noise / sqrt(spe) by sampling
+            # alone (a small data set has few steps an epoch): only jitter beyond that is instability
+            sampling = f.step_noise / math.sqrt(spe)
+            t_sev *= ramp(f.train.jitter / (sampling + 1e-12), 1.2, 2.0)
+        if f.val is not None and len(f.val.raw) >= 5:
+            # a smooth val curve that ends near its best: the train swings did not hurt what was learned
+            v_calm = 1.0 - max(ramp(f.val.jitter, 0.04, 0.12), ramp(f.val.big_ups, 0.1, 0.3))
+            t_sev *= 1.0 - 0.6 * v_calm * (1.0 - ramp(f.val.rise_from_min, 0.03, 0.1))
+        cands.append((t_sev, "train_loss", f.train))
     spikes = f.grad_spikes or 0.0
     if not cands:
         return None
-    sev, name, sh = max(cands, key=lambda c: c[0])
+    _, name, sh = max(cands, key=lambda c: c[0])
+    sev = 1.0 - float(np.prod([1.0 - c[0] for c in cands]))  # both curves swinging corroborate each other
     if sev <= 0:
         return None
-    sev = min(1.0, sev * (1.0 + 0.5 * lr_is_high(f.config)))  # swings at an LR known to be high
+    boosted = min(1.0, sev * (1.0 + 0.5 * lr_is_high(f.config)))  # swings at an LR known to be high
+    sev = boosted if sev >= FINDING else min(boosted, FINDING - 0.01)  # a prior never makes a finding
     if f.train is not None and f.val is not None:
         tiny = 0.05 * f.floor
         if (f.val.last + tiny) / (f.train.last + tiny) >= 10:
@@ -212,21 +299,39 @@ def _overfitting(f: Features):
     after = len(v.raw) - 1 - v.argmin
     if after < 2 or rise <= 0.03:
         return _memorising(f)
-    t_fall = None
+    t_fall, gap, memorised = None, None, 0.0
     if f.train is not None:
         t_at = f.train.smooth[v.argmin]
         t_fall = (t_at - f.train.last) / (abs(t_at) + f.floor)
         if t_fall < -0.1:
             return None  # train rising too: not overfitting
-    sev = ramp(rise, 0.05, 0.25) * (0.5 + 0.5 * ramp(t_fall, 0.0, 0.3) if t_fall is not None else 0.85)
+        tiny = 0.05 * f.floor
+        gap = math.log10((v.last + tiny) / (max(f.train.last, 0.0) + tiny))  # val over train, in decades
+        u = f.untrained if np.isfinite(f.untrained) and f.untrained > 0 else abs(f.train.first) + f.floor
+        # train loss near zero: the training set is memorised
+        memorised = ramp(-math.log10(max(f.train.last, 1e-12) / u), 1.0, 2.0)
+    # measured on the val rise and the train/val gap (a train loss already near zero cannot fall much more)
+    if t_fall is None:
+        factor = 0.85 * (0.5 if accuracy_kept_rising(f) else 1.0)
+    else:
+        factor = 0.5 + 0.5 * max(ramp(t_fall, 0.0, 0.3), ramp(gap, 0.3, 1.0))
+    sev = ramp(rise, 0.05, 0.25) * factor
+    sev = max(sev, 0.9 * memorised * ramp(gap or 0.0, 0.5, 1.0) * ramp(rise, 0.02, 0.08))
     if f.train is not None and len(f.train.raw) >= 5:  # a jumpy train curve: the rise may be instability
-        jumpy = max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25))
+        jumpy = max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25)) * (1.0 - memorised)
         sev *= 1.0 - 0.5 * jumpy * (1.0 + lr_is_high(f.config)) / 2 - 0.25 * jumpy
-    e0, e1 = f.epoch(v.argmin), f.epoch(len(v.raw) - 1)
-    train_part = f" while train_loss fell {pct(t_fall)}" if t_fall is not None else ""
-    return Diagnosis("overfitting", sev, f"val_loss rose {pct(rise)} from its minimum {num(v.min)} at epoch {e0}"
-                     f"{train_part} (by epoch {e1})", [e0, e1],
-                     {"rise": rise, "best_epoch": e0, "after_share": after / len(v.raw), "t_fall": t_fall})
+    e0, e1 = f.epoch(v.raw_argmin), f.epoch(len(v.raw) - 1)
+    last = float(v.raw[np.isfinite(v.raw)][-1])
+    train_part = ""
+    if f.train is not None:
+        t_then = float(f.train.raw[min(v.raw_argmin, len(f.train.raw) - 1)])
+        t_now = float(f.train.raw[np.isfinite(f.train.raw)][-1])
+        verb = "fell" if t_now < t_then else "went"
+        train_part = f" while train_loss {verb} from {num(t_then)} to {num(t_now)}"
+    return Diagnosis("overfitting", sev, f"val_loss rose from its minimum {num(v.raw_min)} at {f.at(v.raw_argmin)} to"
+                     f" {num(last)} at {f.at(len(v.raw) - 1)}{train_part}", [e0, e1],
+                     {"rise": rise, "best_epoch": e0, "after_share": after / len(v.raw), "t_fall": t_fall,
+                      "memorised": memorised})
 
 
 def _memorising(f: Features):
@@ -252,8 +357,14 @@ def _memorising(f: Features):
     if sev <= 0:
         return None
     e0, e1 = f.epoch(start), f.epoch(len(v.raw) - 1)
-    return Diagnosis("overfitting", sev, f"val_loss stopped improving at epoch {e0} ({num(v.smooth[start])}) while"
-                     f" train_loss fell {num(t_ratio)}x more; val_loss is now {num(gap)}x train_loss", [e0, e1],
+    t_then = float(t.raw[min(start, len(t.raw) - 1)])
+    t_now = float(t.raw[np.isfinite(t.raw)][-1])
+    v_now = float(v.raw[np.isfinite(v.raw)][-1])
+    train_part = (f"train_loss fell from {num(t_then)} to {num(t_now)}" if t_now < t_then
+                  else f"train_loss stayed near {num(t_now)}")
+    return Diagnosis("overfitting", sev, f"val_loss has stayed within 5% of its best ({num(v.raw_min)} at epoch"
+                     f" {f.epoch(v.raw_argmin)}) since epoch {e0} while {train_part}; val_loss {num(v_now)} is"
+                     f" {num(v_now / t_now) if t_now > 0 else 'inf'}x train_loss", [e0, e1],
                      {"rise": 0.0, "best_epoch": e0, "after_share": stalled_share, "t_fall": 1 - 1 / t_ratio})
 
 
@@ -280,44 +391,67 @@ def _not_converged(f: Features):
     in_progress = f.status == "running" and (f.planned_epochs is None or n < f.planned_epochs)
     if in_progress:
         sev *= 0.3
+    if f.annealed and not in_progress:
+        # the LR was annealed near zero at the end: a flattening end is the schedule's doing; only an
+        # end still falling clearly at a near-zero LR shows the run stopped short (its LR too small
+        # to get there: the fix is a larger step, not more epochs, see rules)
+        sev *= ramp(share, 0.08, 0.2)
     q = max(0, n - 1 - max(1, n // 4))
     ev = (f"{name} was still falling at the end: the last quarter of training made {pct(share)} of its"
-          f" total descent, minimum at the last epochs ({num(m.raw_min)})")
+          f" total descent, minimum {num(m.raw_min)} at {f.at(m.raw_argmin)}")
     if in_progress:
         ev += " (run in progress)"
-    return Diagnosis("not_converged", sev, ev, [f.epoch(q), f.epoch(n - 1)], {"late_share": share})
+    return Diagnosis("not_converged", sev, ev, [f.epoch(q), f.epoch(n - 1)],
+                     {"late_share": share, "annealed": f.annealed})
 
 
 def _underfitting(f: Features):
+    """The fit is held back: read from the curves (the loss levelled off high above zero, train and
+    val together with no generalisation gap, or val below train, or both pulled smoothly back up
+    towards the untrained level). The level is only read against a known untrained level (ln C or
+    the loss before the first update). The config's regularisation strengthens a sign the curves
+    show, never makes one."""
     t = f.train or f.val
     if t is None or len(t.raw) < 3:
         return None
-    init = f.curves.initial_loss
+    init = f.untrained if f.untrained_known else f.curves.initial_loss
     if not np.isfinite(init) or init <= 0:
         return None
     level = t.last / init
+    level_known = f.untrained_known
     flat = 1.0 - ramp(t.late_share, 0.03, 0.12)
     reg = regularisation(f.config)
-    gap_note, val_below = "", 0.0
+    gap_note, together, pulled = "", 0.0, 0.0
+    smooth_rise = False
     if f.train is not None and f.val is not None:
         val_below = (f.train.last - f.val.last) / (abs(f.train.last) + f.floor)
-        gap_note = f"; val_loss {num(f.val.last)} vs train_loss {num(f.train.last)}"
+        # train and val level off together (val at most 5% above train; 15% or more: a gap)
+        together = ramp(val_below, -0.15, -0.05)
+        gap_note = (f"; val_loss {num(float(f.val.raw[np.isfinite(f.val.raw)][-1]))} vs train_loss"
+                    f" {num(float(f.train.raw[np.isfinite(f.train.raw)][-1]))} at the end")
         if val_below < -0.15:  # a wide generalisation gap is not underfitting
             flat *= ramp(val_below, -0.4, -0.15)
-    # the loss barely left the untrained level: the model learned next to nothing
-    strong = max(reg, ramp(val_below, 0.0, 0.15))
+        # both losses pulled smoothly back up from an early minimum, staying below the untrained
+        # level: the weights decayed back towards zero (a divergence is jumpy or goes past it)
+        smooth_rise = f.train.jitter < 0.03 and f.train.last <= 1.1 * init
+        if smooth_rise:
+            pulled = ramp(f.train.rise_from_min, 0.05, 0.15) * ramp(f.val.rise_from_min, 0.03, 0.1)
+    strong = max(together, pulled)
+    if not level_known:
+        level = max(level, 0.6) if strong else 0.0  # a level after training is no measure of the fit
     evidence = max(strong, ramp(level, 0.7, 0.9))
-    # with strong regularisation in the config, a loss held at a quarter of its untrained value is high
-    # a curve that climbed well back up from its minimum did fit once: unless strong
-    # regularisation pulled it back (weights decayed towards zero), that is overfitting or
-    # divergence, not a model too constrained to fit
-    refit = 1.0 - ramp(t.rise_from_min, 0.1, 0.3) * (1.0 - reg)
-    sev = flat * refit * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.04, 0.16))
+    refit = 1.0 - ramp(t.rise_from_min, 0.1, 0.3) * (0.0 if smooth_rise else 1.0)
+    sev = flat * refit * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.08, 0.25))
+    if sev >= 0.2:
+        sev = min(1.0, sev * (1.0 + reg))  # strong regularisation in the config explains what the curves show
     if sev <= 0:
         return None
     name = "train_loss" if f.train is not None else "val_loss"
-    ev = (f"{name} levelled off at {pct(level)} of its initial value ({num(t.last)} from {num(init)})"
-          f"{gap_note}")
+    t_now = float(t.raw[np.isfinite(t.raw)][-1])
+    ev = (f"{name} levelled off at {pct(t_now / init)} of {'its untrained level' if level_known else 'its first epoch'}"
+          f" ({num(t_now)} from {num(init)}){gap_note}")
+    if pulled >= 0.5:
+        ev += "; both losses rose smoothly back from an early minimum"
     if reg > 0.3:
         ev += "; the config regularises strongly"
     return Diagnosis("underfitting", sev, ev, [f.epoch(t.flat_since), f.epoch(len(t.raw) - 1)],
@@ -345,7 +479,57 @@ def _plateau(f: Features):
                      [f.epoch(t.flat_since), f.epoch(len(t.raw) - 1)], {"flat_share": flat_share})
 
 
-DETECTORS = (_diverging, _unstable, _overfitting, _underfitting, _not_converged, _plateau)
+def calibrated_ce(accuracy: float, classes: int) -> float:
+    """The cross-entropy of a calibrated classifier right with probability `accuracy` (its wrong
+    mass spread over the other classes): a val_loss far above it, at that val accuracy, means the
+    predictions are held near uniform."""
+    a = min(max(accuracy, 1e-6), 1 - 1e-6)
+    return float(-a * math.log(a) - (1 - a) * math.log((1 - a) / max(1, classes - 1)))
+
+
+def _held_back(f: Features):
+    """val_accuracy rose while val_loss barely fell and stays far above the cross-entropy a calibrated
+    classifier has at that accuracy: the model ranks the classes right but its predictions stay near
+    uniform; strong regularisation (weight decay, dropout) or a step too small keeps the logits small.
+    Read from the curves alone (the number of classes from the config, else the first val_loss)."""
+    v, acc = f.val, f.accuracy
+    if v is None or acc is None or len(v.raw) < 5:
+        return None
+    first = float(v.raw[np.isfinite(v.raw)][0])
+    if not first > 0:
+        return None
+    classes = f.classes or max(2, int(math.exp(min(first, 7.0)) + 0.5))
+    fall = (first - v.raw_min) / first
+    gain = acc["best"] - acc["first"]
+    floor = calibrated_ce(acc["best"], classes)
+    excess = v.raw_min / floor if floor > 0 else 1.0
+    sev = ramp(excess, 1.3, 2.0) * ramp(gain, 0.05, 0.15) * (1.0 - ramp(fall, 0.1, 0.25))
+    if sev <= 0:
+        return None
+    return Diagnosis("underfitting", sev, f"val_accuracy rose from {pct(acc['first'])} to {pct(acc['best'])} while"
+                     f" val_loss stayed near its first epoch's {num(first)} (best {num(v.raw_min)} at"
+                     f" {f.at(v.raw_argmin)}), {num(excess)}x the {num(floor)} of a calibrated classifier at that"
+                     f" accuracy: the predictions are held near uniform", [f.epoch(0), f.epoch(len(v.raw) - 1)],
+                     {"level": 1.0, "held_back": True, "reg": regularisation(f.config)})
+
+
+def _underfitting_or_failed(f: Features):
+    """Underfitting read from the level the loss settled at, or a run that failed to learn at all."""
+    found = [d for d in (_underfitting(f), _failed_to_learn(f), _held_back(f)) if d is not None]
+    return max(found, key=lambda d: d.severity) if found else None
+
+
+def _failed_to_learn(f: Features):
+    d = _learning_failed(f)
+    return d if d is not None and d.id == "underfitting" else None
+
+
+def _diverging_or_worse(f: Features):
+    found = [d for d in (_diverging(f), _learning_failed(f)) if d is not None and d.id == "diverging"]
+    return max(found, key=lambda d: d.severity) if found else None
+
+
+DETECTORS = (_diverging_or_worse, _unstable, _overfitting, _underfitting_or_failed, _not_converged, _plateau)
 # When two findings are as severe, the one listed first is the more fundamental problem.
 PRIORITY = {"diverging": 5, "unstable": 4, "overfitting": 3, "underfitting": 2, "not_converged": 1, "plateau": 0}
 
@@ -365,8 +549,23 @@ def _schedule_evidence(f: Features, found: list[Diagnosis]) -> None:
             d.facts["decay_gain"] = resp["decay_gain"]
 
 
+def _above_untrained(f: Features, found: list[Diagnosis]) -> None:
+    """A val_loss that ends above the untrained/chance level while train_loss fits: the model is
+    worse than guessing on new data (overconfident on what it memorised). Overfitting, and severe."""
+    v = f.val
+    if v is None or not f.untrained_known or not np.isfinite(f.untrained) or f.untrained <= 0:
+        return
+    last = float(v.raw[np.isfinite(v.raw)][-1]) if np.isfinite(v.raw).any() else math.nan
+    worse = ramp(min(v.last, last) / f.untrained, 1.02, 1.25)
+    for d in found:
+        if d.id == "overfitting" and worse > 0:
+            d.severity = max(d.severity, worse)
+            d.evidence += f"; val_loss {num(last)} is above {level_name(f, f.untrained)}: worse than guessing"
+
+
 def diagnose(f: Features) -> list[Diagnosis]:
     found = [d for d in (detect(f) for detect in DETECTORS) if d is not None and d.severity > 0.05]
+    _above_untrained(f, found)
     _schedule_evidence(f, found)
     div = next((d for d in found if d.id == "diverging"), None)
     if div is not None and div.severity >= FINDING:
@@ -375,6 +574,13 @@ def diagnose(f: Features) -> list[Diagnosis]:
             if d.id in ("unstable", "not_converged", "plateau", "underfitting"):
                 d.severity = min(d.severity, div.severity - 0.15)
         found = [d for d in found if d.severity > 0.05]
+    failed = next((d for d in found if d.facts.get("failed_to_learn") or d.facts.get("above_untrained")), None)
+    if failed is not None:
+        # a run that learned nothing (or ended worse than untrained) has not "not converged"
+        for d in found:
+            if d.id in ("not_converged", "plateau"):
+                d.severity = min(d.severity, failed.severity - 0.15, FINDING - 0.01)
+        found = [d for d in found if d.severity > 0.05]
     found.sort(key=lambda d: (-round(d.severity, 1), -PRIORITY[d.id]))
     findings = [d for d in found if d.severity >= FINDING]
     if findings:
@@ -382,8 +588,11 @@ def diagnose(f: Features) -> list[Diagnosis]:
     m = f.main()
     name = "val_loss" if f.val is not None else "train_loss"
     if m is not None:
-        ev = (f"{name} fell from {num(m.first)} to {num(m.last)} and settled (minimum {num(m.raw_min)}"
-              f" at epoch {f.epoch(m.raw_argmin)}); no problem found")
+        finite = m.raw[np.isfinite(m.raw)]
+        first, last = float(finite[0]), float(finite[-1])
+        verb = "fell" if last < first else "rose" if last > first else "stayed"
+        ev = (f"{name} {verb} from {num(first)} to {num(last)} (minimum {num(m.raw_min)}"
+              f" at {f.at(m.raw_argmin)}); no problem found")
         epochs = [f.epoch(0), f.epoch(len(m.raw) - 1)]
     else:
         ev, epochs = "too few points to find a problem", [1, 1]

@@ -20,9 +20,23 @@ def analyse(run_input: dict):
     run = read_run_input(run_input)
     features = compute_features(run)
     diagnoses = diagnose(features)
-    if diagnoses[0].id == "healthy":  # weak notes are listed, but a healthy run gets no recommendation
-        return features, diagnoses, []
+    if diagnoses[0].id == "healthy":
+        # no confident change: the fixes of the weak notes and knowledge-based explorations, each
+        # with a confidence under 0.5 (abstaining: "no confident change" on the page)
+        return features, diagnoses, _low_confidence(recommend(features, diagnoses, run.config)
+                                                    + explorations(features, run.config))
     return features, diagnoses, recommend(features, diagnoses, run.config)
+
+
+def _low_confidence(found: list, cap: float = 0.45) -> list:
+    seen, out = set(), []
+    for rec in sorted(found, key=lambda r: -r.confidence):
+        key = repr(sorted(rec.change.items()))
+        if key not in seen:
+            seen.add(key)
+            rec.confidence = min(rec.confidence, cap)
+            out.append(rec)
+    return out[:5]
 
 
 def advise(run_input: dict) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .inputs import RunInput, Series
 
-from .loggers import ALIASES  # noqa: F401  (re-exported: the names other trainers use)
+from .loggers import ALIASES, design_config  # noqa: F401  (ALIASES re-exported: the names other trainers use)
 
 MAX_POINTS = 400  # per-epoch curves longer than this are averaged down to it
 
@@ -88,6 +88,8 @@ class Curves:
     lr: Series | None = None
     grad_norm: Series | None = None
     val_accuracy: Series | None = None
+    steps_per_epoch: int | None = None
+    bin_steps: np.ndarray | None = None  # the step at the centre of each point when the points are pseudo-epochs
 
 
 def _first_nonfinite(series: Series | None):
@@ -104,6 +106,7 @@ def build_curves(run: RunInput) -> Curves:
     steps, train_ep, val = m.get("train_loss"), m.get("train_loss_epoch"), m.get("val_loss")
     spe = run.steps_per_epoch
     per_epoch = True
+    bin_steps = None
 
     if steps is not None and train_ep is None and val is not None and len(steps) <= 1.5 * len(val):
         train_ep, steps = steps, None  # an external `loss` logged once per epoch
@@ -161,6 +164,7 @@ def build_curves(run: RunInput) -> Curves:
                 train = _bin_means(keys, steps.values, nb)
                 centres = s[0] + (np.arange(nb) + 0.5) * span / nb
                 epochs = (centres // spe + 1) if spe else np.arange(1, nb + 1, dtype=float)
+                bin_steps = centres
 
     initial = np.nan
     if steps is not None:
@@ -195,7 +199,8 @@ def build_curves(run: RunInput) -> Curves:
     return Curves(epochs=np.asarray(epochs, dtype=float), train=train, val=vals, train_steps=steps,
                   initial_loss=initial, nonfinite_epoch=nonfinite_epoch, nonfinite_step=nonfinite_step,
                   nonfinite_metric=nonfinite_metric, per_epoch=per_epoch,
-                  lr=m.get("lr"), grad_norm=m.get("grad_norm"), val_accuracy=m.get("val_accuracy"))
+                  lr=m.get("lr"), grad_norm=m.get("grad_norm"), val_accuracy=m.get("val_accuracy"),
+                  steps_per_epoch=spe, bin_steps=bin_steps)
 
 
 @dataclass
@@ -261,12 +266,33 @@ class Features:
     grad_spikes: float | None  # p99 / p50 of grad_norm
     lr_constant: bool | None  # the logged lr never changed (None if not logged)
     extra: dict = field(default_factory=dict)
+    # The untrained level of the loss: ln C when the number of classes C is known (config), else the
+    # loss before the first update (train_loss at step 0); `untrained_known` is False when only the
+    # first logged epoch stands for it (a level after some training: an upper bound of what it learned).
+    untrained: float = float("nan")
+    untrained_known: bool = False
+    classes: int | None = None
+    lr_end_share: float | None = None  # the LR at the end as a share of its peak (lr series or schedule)
+    accuracy: dict | None = None  # val_accuracy facts: first, best, last (fractions), best_index
+
+    @property
+    def annealed(self) -> bool:
+        """The LR at the end was already annealed near zero (5% of its peak or less)."""
+        return self.lr_end_share is not None and self.lr_end_share <= 0.05
 
     def main(self) -> CurveShape | None:
         return self.val or self.train
 
     def epoch(self, index: int) -> int:
         return int(round(self.curves.epochs[min(max(index, 0), len(self.curves.epochs) - 1)]))
+
+    def at(self, index: int) -> str:
+        """Where a point of the per-epoch curves lies, in words: "epoch 7", or "step 130" when the
+        points are bins of steps inside too few epochs (or epochs are unknown)."""
+        bins = self.curves.bin_steps
+        if bins is not None and len(bins) == len(self.curves.epochs):
+            return f"step {int(bins[min(max(index, 0), len(bins) - 1)])}"
+        return f"epoch {self.epoch(index)}"
 
 
 def _step_facts(steps: Series | None, initial: float, floor: float):
@@ -331,7 +357,73 @@ def lr_response(curves: Curves, floor: float) -> dict:
     return out
 
 
+# Classes of the data sets Runwise ships (scikit-learn's and its synthetic ones), for the chance level.
+KNOWN_CLASSES = {"digits": 10, "wine": 3, "breast_cancer": 2, "moons": 2, "spirals": 3, "classification": 4,
+                 "iris": 3, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+CLASS_KEYS = ("num_classes", "n_classes", "num_labels", "n_labels", "number_of_classes", "classes")
+
+
+def classes_of(config: dict) -> int | None:
+    """The number of classes the config states (a key such as num_classes, or a known data set)."""
+    for key in CLASS_KEYS:
+        v = config.get(key)
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
+            return v
+    labels = config.get("id2label")  # Hugging Face's model config, logged as a param
+    if isinstance(labels, dict) and len(labels) >= 2:
+        return len(labels)
+    if isinstance(labels, str) and labels.strip().startswith("{"):
+        count = labels.count(":")
+        if count >= 2:
+            return count
+    name = config.get("dataset")
+    return KNOWN_CLASSES.get(name.strip().lower()) if isinstance(name, str) else None
+
+
+def _lr_end_share(curves: Curves, config: dict, status: str, n: int, planned: int | None) -> float | None:
+    """The LR at the end over its peak: from the logged lr, else from the configured schedule of a
+    run that ran its planned epochs (None when neither tells)."""
+    lr = curves.lr
+    if lr is not None and len(lr) >= 2:
+        v = lr.values[np.isfinite(lr.values)]
+        if v.size and v.max() > 0:
+            return float(v[-1] / v.max())
+    sched = str(config.get("scheduler", "constant") or "constant").lower()
+    if sched == "constant":
+        return 1.0
+    if status == "running" or (planned and n < 0.95 * planned):
+        return None
+    if sched in ("cosine", "onecycle", "linear", "cosineannealinglr", "onecyclelr"):
+        return 0.0
+    if sched in ("step", "steplr"):
+        epochs = planned or n
+        try:
+            step, gamma = float(config.get("step_size", 10)), float(config.get("gamma", 0.1))
+            return gamma ** int(max(0, epochs - 1) // max(1.0, step))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _accuracy_facts(curves: Curves) -> dict | None:
+    acc = curves.val_accuracy
+    if acc is None or len(acc) < 3:
+        return None
+    v = acc.values[np.isfinite(acc.values)]
+    if v.size < 3:
+        return None
+    if v.max() > 1.5:  # logged in percent
+        v = v / 100.0
+    best = int(np.argmax(v))
+    return {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best,
+            "n": int(v.size)}
+
+
 def compute_features(run: RunInput) -> Features:
+    run = RunInput(config=design_config(run.config), metrics=run.metrics, steps_per_epoch=run.steps_per_epoch,
+                   status=run.status, sources=run.sources)
     curves = build_curves(run)
     init = curves.initial_loss if np.isfinite(curves.initial_loss) else 1.0
     floor = 0.02 * abs(init) + 1e-12
@@ -351,7 +443,16 @@ def compute_features(run: RunInput) -> Features:
     planned = run.config.get("epochs")
     planned = int(planned) if isinstance(planned, (int, float)) and not isinstance(planned, bool) and planned >= 1 else None
     n = len(curves.val) if curves.val is not None else len(curves.train) if curves.train is not None else 0
+    classes = classes_of(run.config)
+    from_steps = curves.train_steps is not None and np.isfinite(curves.train_steps.values).any()
+    if classes:
+        untrained, known = float(np.log(classes)), True
+    else:
+        untrained, known = float(curves.initial_loss), bool(from_steps)
     return Features(curves=curves, config=run.config, status=run.status, n=n, planned_epochs=planned,
                     train=tr, val=va, floor=floor, step_noise=noise, step_blowup=blow,
                     grad_spikes=spikes, lr_constant=lr_constant,
-                    extra={"lr_response": lr_response(curves, floor)})
+                    extra={"lr_response": lr_response(curves, floor), "config_keys": set(run.config)},
+                    untrained=untrained, untrained_known=known, classes=classes,
+                    lr_end_share=_lr_end_share(curves, run.config, run.status, n, planned),
+                    accuracy=_accuracy_facts(curves))

@@ -150,3 +150,36 @@ def epoch_labels(series, metrics: dict, spe: int | None, per_step_end: float | N
     if global_units:
         return np.arange(1, len(steps) + 1, dtype=float)
     return steps + (1 if len(steps) and steps[0] < 1 else 0)
+
+
+# Config keys other trainers log as params (Hugging Face's TrainingArguments, common hparam names),
+# read as DESIGN.md's keys when the config lacks those (the run's own values win).
+CONFIG_ALIASES = {
+    "learning_rate": "lr", "base_lr": "lr", "max_lr": "lr",
+    "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size",
+    "num_train_epochs": "epochs", "max_epochs": "epochs", "n_epochs": "epochs", "num_epochs": "epochs",
+    "optim": "optimizer", "optimizer_name": "optimizer", "lr_scheduler_type": "scheduler",
+    "max_grad_norm": "grad_clip", "gradient_clip_val": "grad_clip", "label_smoothing_factor": "label_smoothing",
+    "dropout_rate": "dropout", "hidden_dropout_prob": "dropout", "wd": "weight_decay",
+}
+OPTIMIZERS = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw",
+              "adam": "adam", "sgd": "sgd", "rmsprop": "rmsprop", "adagrad": "adagrad"}
+SCHEDULERS = {"cosine": "cosine", "constant": "constant", "constant_with_warmup": "constant",
+              "cosine_with_restarts": "cosine_restarts", "linear": "linear"}
+
+
+def design_config(raw: dict) -> dict:
+    """The config with DESIGN keys filled in from the aliases other trainers log (raw keys kept)."""
+    out = dict(raw)
+    for key, target in CONFIG_ALIASES.items():
+        if key in raw and target not in raw and raw[key] is not None:
+            out[target] = raw[key]
+    opt = out.get("optimizer")
+    if isinstance(opt, str):
+        out["optimizer"] = OPTIMIZERS.get(opt.strip().lower().split(".")[-1].replace("optimizer", ""), opt)
+    sched = out.get("scheduler")
+    if isinstance(sched, str) and "scheduler" not in raw:
+        out["scheduler"] = SCHEDULERS.get(sched.strip().lower().split(".")[-1], sched)
+    if "grad_clip" in out and out["grad_clip"] in (0, 0.0, "0", "0.0"):
+        out["grad_clip"] = None
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 
 from .diagnoses import Diagnosis, config_number, lr_is_high, lr_is_low
 from .features import Features, ramp
+from .loggers import design_config
 
 try:  # the one source of the project defaults (pure pydantic, no Django)
     from tracking.config import DEFAULTS as _PROJECT_DEFAULTS
@@ -39,6 +40,7 @@ class Context:
     config: dict
     features: Features
     diagnosis: Diagnosis
+    keys: Optional[frozenset] = None  # the keys the run's own config holds (None: the features' config)
 
     @property
     def optimizer(self) -> str:
@@ -46,14 +48,23 @@ class Context:
 
     @property
     def plain_sgd(self) -> bool:
-        return self.optimizer == "sgd" and self.config["momentum"] == 0
+        """SGD with no or low momentum: the usual range is 0.9 to 0.99 (Smith, 2018), 0.1 is low."""
+        return self.optimizer == "sgd" and self.config["momentum"] < LOW_MOMENTUM
+
+    @property
+    def has(self) -> set:
+        """The keys the run's own config holds (an external trainer may lack a knob, e.g. batch_norm)."""
+        return self.keys if self.keys is not None else self.features.extra.get("config_keys", set())
 
 
 FINE_TUNING_KEYS = ("init_from_run", "freeze_layers", "lr_layer_factor")
+LOW_MOMENTUM = 0.8  # SGD momentum below this is low (the usual values are 0.9-0.99)
 
 
 def read_config(raw: dict) -> dict:
-    """The fixed DESIGN keys of a run's config, coerced to their types; defaults for the rest."""
+    """The fixed DESIGN keys of a run's config, coerced to their types; defaults for the rest. Keys
+    other trainers log (learning_rate, num_train_epochs, optim ...) stand for DESIGN keys the config lacks."""
+    raw = design_config(raw)
     cfg = dict(DEFAULTS)
     for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "dropout", "label_smoothing"):
         cfg[key] = config_number(raw, key, DEFAULTS[key])
@@ -167,7 +178,8 @@ def _wd_top(config: dict) -> float:
 def _lower_wd(ctx):
     wd = ctx.config["weight_decay"]
     top = _wd_top(ctx.config)
-    if wd < 1e-5:
+    if wd < 1e-5 or ctx.diagnosis.facts.get("failed_to_learn") or ctx.diagnosis.facts.get("held_back"):
+        # nothing learned (or next to no weight decay): take it off (Smith 2018 tries down to 0)
         return {"weight_decay": 0.0}
     # 10x lower, and from far above the usual range straight into it (x0.1 steps would waste runs)
     return {"weight_decay": _round(min(wd / 10, top))}
@@ -188,7 +200,12 @@ def _early_stop(ctx):
 
 
 def _momentum(ctx):
-    return {"momentum": 0.9}
+    """Momentum 0.9 multiplies SGD's effective step lr/(1-momentum); where that would leave the usual
+    stable range, the LR comes down with it (to the middle of the range)."""
+    new = {"momentum": 0.9}
+    if ctx.optimizer == "sgd" and lr_is_high({**ctx.config, "momentum": 0.9}) >= 0.5:
+        new["lr"] = _round(usual_lr({**ctx.config, "momentum": 0.9}))
+    return new
 
 
 def _sgd_to_adam(ctx):
@@ -215,6 +232,11 @@ def _raise_lr_slow(ctx):
     if low >= 0.9 and straight:
         new = max(new, usual_lr(cfg))
     return {"lr": _round(new)}
+
+
+def _raise_lr_underfit(ctx):
+    far = ctx.diagnosis.facts.get("failed_to_learn") or lr_is_low(ctx.config) >= 0.9
+    return {"lr": _round(ctx.config["lr"] * (10 if far else 3))}
 
 
 def exp_late_share(x: float, tail: float = 0.25) -> float:
@@ -310,6 +332,17 @@ def _always(ctx):
     return True
 
 
+def _can_batch_norm(ctx):
+    """Batch norm off, in a config that has the knob (an external model may not have one)."""
+    return "batch_norm" in ctx.has and not ctx.config["batch_norm"]
+
+
+def _not_annealed(ctx):
+    """More epochs help a curve the LR schedule did not flatten: not when the LR at the end was
+    already annealed near zero (the flattening is the schedule's doing)."""
+    return not ctx.features.annealed
+
+
 def _early_trouble(ctx):
     # no warm-up yet, and trouble from the start (a warm-up the loss already jumped in is not the fix)
     return (bool(ctx.diagnosis.facts.get("early")) and ctx.config["warmup_epochs"] == 0
@@ -386,15 +419,19 @@ RULES: list[Rule] = [
          "Both losses level off high and close together: weight decay holds the model back. Lower it 10x, "
          "and from far above the usual range (1e-2 to 1e-5) straight into it (large LRs and other "
          "regularisation must be balanced, Smith 2018).", 0.6,
-         boost=lambda c: 0.25 * wd_strength(c.config)),
+         # weight decay shrinks the weights by lr x wd a step: at an LR far below its usual range the
+         # step, not the decay, holds the fit back
+         boost=lambda c: 0.25 * wd_strength(c.config) * (1.0 - lr_is_low(c.config))),
     Rule("underfitting.lower_dropout", "underfitting", lambda c: c.config["dropout"] >= 0.2, _lower_dropout,
          "Heavy dropout keeps the model from fitting even the training set.", 0.55),
     Rule("underfitting.lower_label_smoothing", "underfitting", lambda c: c.config["label_smoothing"] >= 0.1,
          _set("label_smoothing", 0.0), "Strong label smoothing caps how low the loss can go.", 0.45),
     Rule("underfitting.add_momentum", "underfitting", lambda c: c.plain_sgd and c.config["lr"] <= 0.1, _momentum,
          "Plain SGD without momentum makes slow progress; momentum 0.9 is the standard choice.", 0.55),
-    Rule("underfitting.raise_lr", "underfitting", _always, _lr_times(3),
-         "The loss stalls high: a larger LR moves training from underfitting towards fitting (Smith, 2018).", 0.45),
+    Rule("underfitting.raise_lr", "underfitting", _always, _raise_lr_underfit,
+         "The loss stalls high: a larger LR moves training from underfitting towards fitting (Smith, 2018); "
+         "10x when the run learned nothing or the LR is far below its optimizer's usual range.", 0.45,
+         boost=lambda c: 0.35 * lr_is_low(c.config)),
     # Not converged: still improving when it stopped.
     Rule("not_converged.add_momentum", "not_converged", lambda c: c.plain_sgd and c.config["lr"] <= 0.1,
          _momentum, "Plain SGD converges slowly; momentum 0.9 (about 10x the effective step) is the "
@@ -402,7 +439,8 @@ RULES: list[Rule] = [
     Rule("not_converged.sgd_to_adam", "not_converged",
          lambda c: c.optimizer == "sgd" and c.config["lr"] <= 0.01 and c.diagnosis.facts.get("late_share", 0) >= 0.2,
          _sgd_to_adam, "SGD with a small LR explores slowly; Adam converges faster for early exploration.", 0.5),
-    Rule("not_converged.train_longer", "not_converged", lambda c: c.config["epochs"] < 10000, _longer,
+    Rule("not_converged.train_longer", "not_converged", lambda c: c.config["epochs"] < 10000 and _not_annealed(c),
+         _longer,
          "The loss was still falling at the end: train longer. The factor comes from the curve's time "
          "constant (an exponential approach fitted to its late share): enough epochs for about 3 time "
          "constants, 95% of the descent (2x to 10x).", 0.7),
@@ -419,6 +457,20 @@ RULES: list[Rule] = [
          "and settling lower.", 0.55),
     Rule("plateau.warm_restarts", "plateau", lambda c: c.config["scheduler"] in ("constant", "step"),
          _schedule("cosine_restarts"), "Warm restarts (SGDR) jump out of a plateau and anneal again.", 0.45),
+]
+# Batch normalisation: "BatchNorm always helps in learning as well as generalization" (the knowledge
+# notes: "always use batch normalization", FC - BatchNorm - ReLU); a regulariser and a stabiliser.
+RULES += [
+    Rule("overfitting.batch_norm", "overfitting", _can_batch_norm, _set("batch_norm", True),
+         "Batch normalisation regularises (each example's activations depend on its batch) and helps "
+         "generalisation: turn it on.", 0.5),
+    Rule("underfitting.batch_norm", "underfitting", _can_batch_norm, _set("batch_norm", True),
+         "Batch normalisation keeps each layer's inputs normalised, so the same LR makes faster, steadier "
+         "progress: turn it on.", 0.5),
+    Rule("not_converged.batch_norm", "not_converged", _can_batch_norm, _set("batch_norm", True),
+         "Batch normalisation speeds up training at the same LR: turn it on.", 0.45),
+    Rule("unstable.batch_norm", "unstable", _can_batch_norm, _set("batch_norm", True),
+         "Batch normalisation smooths the loss surface and steadies training: turn it on.", 0.4),
 ]
 # Fine-tuning (workers/finetune.py): a pretrained start wants a lower LR; frozen layers that hold
 # the fit back want unfreezing (their LRs stay lower through lr_layer_factor).
@@ -479,7 +531,12 @@ EXPLORATIONS: list[Rule] = [
     Rule("explore.adam_to_sgd", "healthy", lambda c: c.optimizer in ("adam", "adamw"), _adam_to_sgd,
          "Adam for the first tests, SGD with momentum for the best result: SGD+momentum usually "
          "generalises better once the problem trains.", 0.22),
-    Rule("explore.train_longer", "healthy", lambda c: _best_at_end(c) and c.config["epochs"] < 10000,
+    Rule("explore.lower_weight_decay", "healthy", lambda c: c.config["weight_decay"] > _wd_top(c.config),
+         lambda c: {"weight_decay": _round(_wd_top(c.config) / 10)},
+         "The weight decay is above the usual range (1e-2 to 1e-5, Smith 2018; 10x that for AdamW): "
+         "the curves show no problem, but so much regularisation often costs a little.", 0.3),
+    Rule("explore.train_longer", "healthy",
+         lambda c: _best_at_end(c) and c.config["epochs"] < 10000 and _not_annealed(c),
          _explore_longer,
          "val_loss reached its minimum at the last epochs: more epochs may still lower it. The factor comes "
          "from the curve's time constant: enough epochs for about 3 time constants (2x to 10x).", 0.2),
@@ -517,7 +574,7 @@ def _valid(config: dict, change: dict) -> Optional[dict]:
 def explorations(features: Features, raw_config: dict) -> list[Recommendation]:
     """The applicable EXPLORATIONS for this run, best first (see above)."""
     config = read_config(raw_config)
-    ctx = Context(config, features, Diagnosis("healthy", 1.0, "", [], {}))
+    ctx = Context(config, features, Diagnosis("healthy", 1.0, "", [], {}), frozenset(design_config(raw_config)))
     out = []
     for rule in EXPLORATIONS:
         if rule.when(ctx):
@@ -529,6 +586,7 @@ def explorations(features: Features, raw_config: dict) -> list[Recommendation]:
 
 def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) -> list[Recommendation]:
     config = read_config(raw_config)
+    keys = frozenset(design_config(raw_config))
     weak_cap = 0.45
     by_change: dict[str, Recommendation] = {}
     main = next((d for d in diagnoses if d.id != "healthy"), None)
@@ -540,7 +598,7 @@ def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) 
         for rule in RULES:
             if rule.diagnosis != diag.id:
                 continue
-            ctx = Context(config, features, diag)
+            ctx = Context(config, features, diag, keys)
             if not rule.when(ctx):
                 continue
             change = _valid(config, rule.change(ctx))

@@ -3,6 +3,13 @@ from django import template
 from django.utils.html import format_html
 
 register = template.Library()
+CONFIDENT = 0.5  # the engine's confidence is the chance the change helps: 0.5 or more is a confident change
+
+
+@register.filter
+def confident(recommendations):
+    """The recommendations not dismissed whose confidence is CONFIDENT or more."""
+    return [r for r in recommendations if r.state != "dismissed" and (r.confidence or 0) >= CONFIDENT]
 
 
 @register.filter

@@ -236,18 +236,17 @@ class Follower:
         self.analysed_at_epoch = 0
         self.last_analysis = time.monotonic()
 
-    def poll(self):
-        from tracking.code.progress import as_history, progress_fields
+    def poll(self, final=False):
+        from tracking.code.progress import as_history, design_metrics, progress_fields
+        from tracking.code.series import series_replace
         from tracking.mlflow_io import read_run
         from tracking.models import Run
         from tracking.series import series_append
 
-        raw = self.client.get_run(self.mlflow_run_id).data.metrics
-        data = read_run(self.mlflow_run_id, client=self.client)
-        self.metrics = data["metrics"]
-        series_append(self.run.pk, as_history(self.metrics))
-        fields = progress_fields(self.metrics, epoch_metric=raw.get("epoch"), total_epochs=self.run.config.get("epochs"),
-                                 steps_per_epoch=data.get("steps_per_epoch"), elapsed=time.monotonic() - self.started)
+        self.metrics, spe = design_metrics(read_run(self.mlflow_run_id, client=self.client))
+        (series_replace if final else series_append)(self.run.pk, as_history(self.metrics))
+        fields = progress_fields(self.metrics, total_epochs=self.run.config.get("epochs"), steps_per_epoch=spe,
+                                 elapsed=time.monotonic() - self.started)
         self.epochs_done = fields["epoch"]
         Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now(), **fields)
 
@@ -378,7 +377,7 @@ def run_code(run_id, *, worker=None):
     process.finish_reading()
     _save_output(run_id, process, exit_code=exit_code)
     try:
-        follower.poll()
+        follower.poll(final=True)
     except (MlflowException, OSError) as exc:
         log.warning("run %s: final MLflow read failed: %s", run_id, exc)
     if stop_reason:

@@ -70,3 +70,6 @@ def mlflow_client():
     client = make_client(os.environ["MLFLOW_TRACKING_URI"])
     client.search_experiments()
     return client
+
+
+from tests.web.conftest import page, sign_in  # noqa: E402,F401  (Playwright page on the live server)

@@ -165,6 +165,9 @@ def sync_run(f: FollowedExperiment, ext: ExternalRun | None, mlflow_run, client,
     from tracking.series import series_append
     from workers.run_callbacks import send_analysis
 
+    from .progress import design_metrics
+    from .series import series_replace
+
     info = mlflow_run.info
     status = STATUS.get(info.status, Run.Status.RUNNING)
     params = dict(mlflow_run.data.params)
@@ -173,15 +176,12 @@ def sync_run(f: FollowedExperiment, ext: ExternalRun | None, mlflow_run, client,
     keys = mapping.key_map(params)
     config = mapping.config_from({k: coerce(v) for k, v in params.items()}, keys)
     try:
-        data = read_run(info.run_id, client=client)
+        metrics, spe = design_metrics(read_run(info.run_id, client=client))
     except RunNotFound:
         return 0
-    metrics = data["metrics"]
     started, ended = _time(info.start_time), _time(info.end_time)
     elapsed = ((ended or timezone.now()) - started).total_seconds() if started else None
-    fields = progress_fields(metrics, epoch_metric=mlflow_run.data.metrics.get("epoch"),
-                             total_epochs=config.get("epochs"), steps_per_epoch=data.get("steps_per_epoch"),
-                             elapsed=elapsed)
+    fields = progress_fields(metrics, total_epochs=config.get("epochs"), steps_per_epoch=spe, elapsed=elapsed)
     fields.update(best(metrics), status=status, name=(info.run_name or info.run_id)[:200], config=config,
                   started_at=started, finished_at=ended if status != Run.Status.RUNNING else None,
                   heartbeat_at=timezone.now())
@@ -202,9 +202,11 @@ def sync_run(f: FollowedExperiment, ext: ExternalRun | None, mlflow_run, client,
             ExternalRun.objects.filter(pk=ext.pk).update(params=params, mapping=keys, mlflow_status=info.status,
                                                          state="", checked_at=timezone.now())
         run_id = ext.run_id
-    series_append(run_id, as_history(metrics))
+    (series_append if status == Run.Status.RUNNING else series_replace)(run_id, as_history(metrics))
     if status != Run.Status.RUNNING and not was_final:
-        transaction.on_commit(lambda: send_analysis(run_id, final=True))
+        # emailed like ours when it ended after the follow began; older runs analysed, not emailed
+        recent = ended is None or ended >= f.created_at
+        send_analysis(run_id, final=recent)
     elif status == Run.Status.RUNNING and metrics:
         send_analysis(run_id, final=False)
     return 1

@@ -53,7 +53,7 @@ def accuracy(pred):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--weight_decay", type=float, default=0.0)

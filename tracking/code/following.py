@@ -107,13 +107,17 @@ def import_experiment(f: FollowedExperiment, client) -> int:
                                                       experiment_name=experiment.name, state=state, checked_at=now)
     runs = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=MAX_RUNS,
                               order_by=["attributes.start_time DESC"])
+    # a run imported through another follow of the same experiment (by name and by id) is the same run
+    ids = [r.info.run_id for r in runs]
+    imported = {e.run.mlflow_run_id: e for e in ExternalRun.objects.filter(
+        run__project=f.project, run__mlflow_run_id__in=ids).select_related("run")}
     known = {e.run.mlflow_run_id: e for e in ExternalRun.objects.filter(followed=f).select_related("run")}
     codes = list(Code.objects.filter(project=f.project))
     changed = 0
     for mlflow_run in runs:
         if "runwise.run_id" in mlflow_run.data.tags:
             continue  # logged by Runwise: already in the history
-        ext = known.pop(mlflow_run.info.run_id, None)
+        ext = known.pop(mlflow_run.info.run_id, None) or imported.get(mlflow_run.info.run_id)
         if mlflow_run.info.lifecycle_stage == "deleted":
             if ext is not None:
                 _mark_gone(ext, "deleted in MLflow: its curves and params may no longer be readable there")

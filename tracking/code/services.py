@@ -131,7 +131,7 @@ def code_run_follow_up(*, run: Run, owner, change: dict, name: str = "",
     run of registered code) with the change applied to the mapped parameters."""
     code, entry_point, params, commit = follow_up_parameters(run, change)
     return code_run_create(code=code, owner=owner, entry_point=entry_point, parameters=params, name=name,
-                           queue=run.queue, stop_on_diagnosis=bool(run.config.get("stop_on_diagnosis")),
+                           queue=run.queue if run.queue in QUEUES else "cpu", stop_on_diagnosis=bool(run.config.get("stop_on_diagnosis")),
                            tags=[t.name for t in run.tags.all()], parent=run,
                            applied_recommendation=applied_recommendation, commit=commit)
 

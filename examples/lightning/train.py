@@ -78,6 +78,8 @@ def main():
 
     logger = MLFlowLogger(experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "lightning-example"),
                           tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), run_id=os.environ.get("MLFLOW_RUN_ID"))
+    # the Trainer's settings too, so that a reader of the run sees its epochs and batch size
+    logger.log_hyperparams({"max_epochs": args.max_epochs, "batch_size": args.batch_size, "seed": args.seed})
     model = Classifier(args.lr, args.optimizer, args.dropout, args.hidden, args.epoch_seconds, args.raise_at_epoch)
     trainer = L.Trainer(max_epochs=args.max_epochs, logger=logger, log_every_n_steps=1, accelerator="cpu",
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

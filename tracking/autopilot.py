@@ -168,8 +168,8 @@ def run_offline(config: dict, *, train: Callable[[dict], dict], advise: Callable
 def autopilot_start(*, run: Run, owner, max_rounds: int = DEFAULT_ROUNDS) -> Autopilot:
     """Start tuning a run. The first round starts now if the run has ended and been analysed,
     else as soon as its analysis is stored."""
-    if run.kind != Run.Kind.TRAIN:
-        raise ServiceError("Only a training run can be tuned.")
+    if run.kind not in (Run.Kind.TRAIN, Run.Kind.CODE):
+        raise ServiceError("Only a training run or a run of registered code can be tuned.")
     if not isinstance(max_rounds, int) or not 1 <= max_rounds <= MAX_ROUNDS:
         raise ConfigError("max_rounds", f"must be a whole number from 1 to {MAX_ROUNDS}")
     if Autopilot.objects.filter(start_run=run, state=Autopilot.State.RUNNING).exists():
@@ -276,8 +276,14 @@ def next_round(pilot: Autopilot) -> str:
         return finish(pilot, reason)
     best = pilot.best_run or pilot.start_run
     tried = set(pilot.rounds.filter(parent_run=best).values_list("rule", flat=True))
-    picked = first_untried(recommendations_for(best), best.config, tried)
-    if picked is None:
+    if best.kind == Run.Kind.CODE:  # registered code: only changes its entry point has parameters for
+        from .code.services import first_applicable
+
+        picked = (first_applicable(recommendations_for(best), best, tried)
+                  or first_applicable(explorations_for(best), best, tried))
+    else:
+        picked = first_untried(recommendations_for(best), best.config, tried)
+    if picked is None and best.kind != Run.Kind.CODE:
         picked = (first_untried(explorations_for(best), best.config, tried)
                   or carried_over_from_ancestors(pilot, best, tried))
         if picked is not None:
@@ -294,9 +300,16 @@ def next_round(pilot: Autopilot) -> str:
     rec, config = picked
     number = rounds + 1
     rec_row = Recommendation.objects.filter(pk=rec.get("id")).first() if rec.get("id") else None
-    run = run_create(project=best.project, owner=pilot.owner, config=config, parent=best,
-                     applied_recommendation=rec_row, name=f"{pilot.start_run.name} · autopilot {number}",
-                     tags=[f"autopilot-{pilot.pk}"], note=f"Autopilot round {number}: {rec.get('rule', '')}")
+    if best.kind == Run.Kind.CODE:
+        from .code.services import code_run_follow_up
+
+        run = code_run_follow_up(run=best, owner=pilot.owner, change=rec["change"], applied_recommendation=rec_row,
+                                 name=f"{pilot.start_run.name} · autopilot {number}", tags=[f"autopilot-{pilot.pk}"],
+                                 note=f"Autopilot round {number}: {rec.get('rule', '')}")
+    else:
+        run = run_create(project=best.project, owner=pilot.owner, config=config, parent=best,
+                         applied_recommendation=rec_row, name=f"{pilot.start_run.name} · autopilot {number}",
+                         tags=[f"autopilot-{pilot.pk}"], note=f"Autopilot round {number}: {rec.get('rule', '')}")
     if rec_row:
         Recommendation.objects.filter(pk=rec_row.pk).update(state=Recommendation.State.APPLIED)
     AutopilotRound.objects.create(autopilot=pilot, number=number, parent_run=best, run=run,

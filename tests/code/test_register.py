@@ -88,3 +88,14 @@ def test_a_git_ref_is_resolved_to_its_commit_and_a_missing_ref_is_refused(team_u
     with pytest.raises(MLprojectError) as refused:
         code_register(name="nope", git_url="ext::sh -c touch% /tmp/pwned", git_ref="main", **args)
     assert refused.value.field == "git_url"
+
+
+def test_the_demo_registers_the_examples_once(db):
+    from django.core.management import call_command
+
+    from tracking.models import Project
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+    project = Project.objects.get(name="demo")
+    assert sorted(project.codes.values_list("name", flat=True)) == ["hf-trainer", "lightning", "pytorch-plain"]

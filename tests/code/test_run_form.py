@@ -112,3 +112,23 @@ def test_outsiders_get_404_on_every_new_url(team_users, register):
     ]:
         assert getattr(eve, method)(url).status_code == 404, url
     assert eve.get("/api/code/").json()["results"] == []
+
+
+def test_the_autopilot_tunes_a_code_run_with_the_changes_its_parameters_can_take(team_users, register):
+    from django.utils import timezone
+
+    from tracking.autopilot import autopilot_start
+
+    code = register("lightning")  # no weight_decay parameter
+    run = code_run_create(code=code, owner=team_users["admin"], parameters={"lr": 0.05})
+    Run.objects.filter(pk=run.pk).update(status="succeeded", analysed_at=timezone.now(), best_val_loss=1.0)
+    Recommendation.objects.create(run=run, rule="overfitting.raise_weight_decay", diagnosis="overfitting",
+                                  change={"weight_decay": 5e-4}, rationale="L2", confidence=0.7, rank=0)
+    Recommendation.objects.create(run=run, rule="not_converged.raise_lr", diagnosis="not_converged",
+                                  change={"lr": 0.15}, rationale="faster", confidence=0.6, rank=1)
+    run.refresh_from_db()
+    pilot = autopilot_start(run=run, owner=team_users["admin"], max_rounds=2)
+    first = pilot.rounds.get().run
+    assert first.kind == "code" and first.parent == run and first.code_run.code == code
+    assert first.code_run.parameters["lr"] == 0.15 and first.code_run.parameters["max_epochs"] == 6
+    assert pilot.rounds.get().rule == "not_converged.raise_lr"

@@ -126,14 +126,28 @@ def follow_up_parameters(run: Run, change: dict) -> tuple[Code, str, dict, str]:
 
 
 def code_run_follow_up(*, run: Run, owner, change: dict, name: str = "",
-                       applied_recommendation: Recommendation | None = None) -> Run:
+                       applied_recommendation: Recommendation | None = None, tags=(), note: str = "") -> Run:
     """A new run of the same code, commit and entry point as `run` (a code run, or an external
     run of registered code) with the change applied to the mapped parameters."""
     code, entry_point, params, commit = follow_up_parameters(run, change)
     return code_run_create(code=code, owner=owner, entry_point=entry_point, parameters=params, name=name,
-                           queue=run.queue if run.queue in QUEUES else "cpu", stop_on_diagnosis=bool(run.config.get("stop_on_diagnosis")),
-                           tags=[t.name for t in run.tags.all()], parent=run,
+                           queue=run.queue if run.queue in QUEUES else "cpu",
+                           stop_on_diagnosis=bool(run.config.get("stop_on_diagnosis")),
+                           tags=[t.name for t in run.tags.all()] + list(tags), note=note, parent=run,
                            applied_recommendation=applied_recommendation, commit=commit)
+
+
+def first_applicable(recommendations: list[dict], run: Run, tried: set):
+    """For the autopilot on a code run: the first recommendation not yet tried whose change its
+    entry point can take and that changes something: (recommendation, new config), or None."""
+    for rec in recommendations:
+        change = rec.get("change") or {}
+        if not change or rec.get("rule") in tried or applicability(run, change):
+            continue
+        new_config = {**run.config, **change}
+        if new_config != run.config:
+            return rec, new_config
+    return None
 
 
 def command_line_arguments(run: Run, change: dict) -> list[str]:

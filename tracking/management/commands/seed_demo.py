@@ -18,5 +18,19 @@ class Command(BaseCommand):
             user.save()
         team, _ = Team.objects.get_or_create(name="Demo team")
         Membership.objects.get_or_create(team=team, user=user, defaults={"role": Membership.ADMIN})
-        Project.objects.get_or_create(team=team, name="demo", defaults={"description": "Try a run here."})
+        project, _ = Project.objects.get_or_create(team=team, name="demo", defaults={"description": "Try a run here."})
+        self.register_examples(project, user)
         self.stdout.write(f"demo login: {DEMO_USER} / {DEMO_PASSWORD}")
+
+    def register_examples(self, project, user):
+        """The examples/ MLflow projects as the demo project's code (when CODE_ROOT holds them)."""
+        from tracking.code.mlproject import MLprojectError
+        from tracking.code.services import code_register
+
+        for name in ("pytorch-plain", "lightning", "hf-trainer"):
+            if project.codes.filter(name=name).exists():
+                continue
+            try:
+                code_register(project=project, user=user, name=name, path=name)
+            except MLprojectError as exc:
+                self.stderr.write(f"example {name} not registered: {exc}")

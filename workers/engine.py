@@ -412,20 +412,28 @@ def set_numpy_rng_state(state) -> None:
     np.random.set_state(state)
 
 
-def detached_copy(obj):
+def detached_copy(obj, into=None):
     """A copy of a checkpoint (or any nest of dicts, lists and tuples) that training can go on
     past: every tensor cloned on its own device (on an accelerator an asynchronous device-side
     copy, so the loop never waits for the host), containers rebuilt, everything else shared
-    (numbers and strings are immutable). A model and optimizer of 26 MB take ~5 ms on one
-    CPU thread, where serialising and writing them takes ~100 ms: that part is the writer's."""
+    (numbers and strings are immutable). `into`: an earlier copy that nothing reads any more;
+    its tensors of the same shape, dtype and device are overwritten instead of allocated (no
+    fresh pages to fault in: 3 ms instead of 5.5 for 26 MB on one CPU thread). Serialising and
+    writing the copy, ~100 ms, is the writer's work."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
+        obj = obj.detach()
+        if (isinstance(into, torch.Tensor) and into.shape == obj.shape and into.dtype == obj.dtype
+                and into.device == obj.device and into.stride() == obj.stride()):
+            return into.copy_(obj)
+        return obj.clone()
     if isinstance(obj, dict):
-        return {k: detached_copy(v) for k, v in obj.items()}
+        into = into if isinstance(into, dict) else {}
+        return {k: detached_copy(v, into.get(k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         if len(obj) > 32 and isinstance(obj[0], (int, float, str)):
             return type(obj)(obj)  # a long run of numbers (an RNG state): a shallow copy is a copy
-        return type(obj)(detached_copy(v) for v in obj)
+        into = into if isinstance(into, (list, tuple)) and len(into) == len(obj) else (None,) * len(obj)
+        return type(obj)(detached_copy(v, i) for v, i in zip(obj, into))
     return obj
 
 

@@ -197,7 +197,7 @@ class MlflowWriter:
         if points:
             self._send(("metrics", run_id, points))
 
-    def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None):
+    def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None, on_staged=None):
         """torch.save(obj) as an artifact, off the caller's thread: this process's stager thread
         serialises it to a staging file and hands the file to the writer process, which stores
         it after everything handed over before it. So the caller only pays for a copy of its
@@ -205,8 +205,9 @@ class MlflowWriter:
         afterwards (pass `workers.engine.detached_copy(...)` of live state). An object for the
         same artifact that arrives while an older one still waits replaces it (the older one
         would be overwritten anyway). With the run's `artifact_uri` the artifact goes straight
-        there (MLflow would look the run up first, ~4 ms, once a run)."""
-        job = ("artifact", run_id, artifact_path, filename, obj, artifact_uri)
+        there (MLflow would look the run up first, ~4 ms, once a run). `on_staged()` is called
+        once `obj` is serialised (nothing reads it any more: its buffers may be reused)."""
+        job = ("artifact", run_id, artifact_path, filename, obj, artifact_uri, on_staged)
         with self._jobs_ready:
             for i, waiting in enumerate(self._jobs):
                 if waiting[:4] == job[:4]:
@@ -254,7 +255,7 @@ class MlflowWriter:
                     self._staging = False
                     self._jobs_ready.notify_all()
 
-    def _stage(self, run_id, artifact_path, filename, obj, artifact_uri):
+    def _stage(self, run_id, artifact_path, filename, obj, artifact_uri, on_staged):
         """Serialise obj to a file and hand the file to the writer process: beside its final
         place in a local artifact store (the writer renames it there: atomic, no copy), else in
         a folder of its own named as the artifact (the writer uploads it, then removes it)."""
@@ -269,7 +270,11 @@ class MlflowWriter:
         else:
             staged = os.path.join(tempfile.mkdtemp(prefix="runwise-artifact-"), filename)
         try:
-            torch.save(obj, staged)
+            try:
+                torch.save(obj, staged)
+            finally:
+                if on_staged is not None:
+                    on_staged()
             self._send(("artifact_file", run_id, artifact_path, filename, staged, artifact_uri))
         except BaseException:
             _remove_staged(staged, local=folder is not None)
@@ -704,6 +709,7 @@ class MlflowLogger(Callback):
         self._times_from = 0      # ...from this global step on
         self._epoch_times = {}    # epoch -> time.time() at its end
         self._next_check = 0.0
+        self._spare = (None, threading.Event())  # the last checkpoint's copy, and "serialised"
 
     # -- hooks
     def on_fit_start(self, training):
@@ -790,7 +796,12 @@ class MlflowLogger(Callback):
         serialising and storing it are the stager thread's and the writer process's work."""
         if flush:
             self.flush(training)  # the writer keeps order: these points are stored before the checkpoint
-        self._save(CHECKPOINT_PATH, CHECKPOINT_FILE, detached_copy(training.checkpoint(step_history=False)))
+        spare, staged = self._spare
+        copy = detached_copy(training.checkpoint(step_history=False), into=spare if staged.is_set() else None)
+        staged = threading.Event()
+        self._spare = (copy, staged)  # the next checkpoint reuses its buffers once it is serialised
+        self.writer.log_artifact_object(self.run_id, CHECKPOINT_PATH, CHECKPOINT_FILE, copy, self.artifact_uri,
+                                        on_staged=staged.set)
 
     def _save(self, artifact_path, name, obj):
         self.writer.log_artifact_object(self.run_id, artifact_path, name, obj, self.artifact_uri)

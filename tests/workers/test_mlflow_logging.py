@@ -14,7 +14,7 @@ class RecordingWriter:
     def __init__(self, tmp_path=None):
         self.calls, self.tmp_path = [], tmp_path
 
-    def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None):
+    def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None, on_staged=None):
         # saved and read back as the real writer and a resume do (torch.save, weights_only=True)
         import io
 
@@ -23,10 +23,14 @@ class RecordingWriter:
         buf = io.BytesIO()
         torch.save(obj, buf)
         buf.seek(0)
+        if on_staged is not None:
+            on_staged()
         path = f"{artifact_path}/{filename}"
         if self.tmp_path is not None:
             (self.tmp_path / "ckpt.pt").write_bytes(buf.getvalue())
             obj = load_checkpoint_file(self.tmp_path / "ckpt.pt", "cpu")
+        else:
+            obj = torch.load(buf, weights_only=True)
         self.calls.append(("artifact", path, obj))
 
     def terminate_run(self, run_id, status):
@@ -128,8 +132,8 @@ def test_a_checkpoint_is_a_copy_that_training_goes_on_past():
     change it afterwards."""
 
     class Keep(RecordingWriter):
-        def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None):
-            self.calls.append(("artifact", f"{artifact_path}/{filename}", obj))  # kept as handed over
+        def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None, on_staged=None):
+            self.calls.append(("artifact", f"{artifact_path}/{filename}", obj))  # kept, never released
 
     writer = Keep()
     r = fit(config(epochs=3), callbacks=[MlflowLogger(FakeClient(), "r1", writer, checkpoint_seconds=0)])
@@ -138,6 +142,22 @@ def test_a_checkpoint_is_a_copy_that_training_goes_on_past():
     final = r.model.state_dict()
     assert any(not (first["model"][k] == final[k]).all() for k in final)  # epoch 1's weights, not the last ones
     assert all(first["model"][k].data_ptr() != final[k].data_ptr() for k in final)
+
+
+def test_a_checkpoints_copy_reuses_the_last_ones_buffers_once_it_is_serialised():
+    ptrs = []
+
+    class Staging(RecordingWriter):
+        def log_artifact_object(self, run_id, artifact_path, filename, obj, artifact_uri=None, on_staged=None):
+            if artifact_path == "checkpoints":
+                ptrs.append(next(iter(obj["model"].values())).data_ptr())
+                if len(ptrs) == 1:
+                    on_staged()  # only the first copy is serialised (released)
+
+    fit(config(epochs=3), callbacks=[MlflowLogger(FakeClient(), "r1", Staging(), checkpoint_seconds=0)])
+    assert len(ptrs) == 3
+    assert ptrs[1] == ptrs[0]  # the first copy was serialised: its buffers hold the second
+    assert ptrs[2] != ptrs[1]  # the second was not released: the third is a fresh copy
 
 
 def test_a_checkpoint_loads_with_weights_only_and_resumes_numpy_rng(tmp_path):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from workers.errors import PermanentError
+from workers.weights import load_weights
 
 log = logging.getLogger(__name__)
 PREFERRED = ("model/model.pt", "checkpoints/last.pt")  # workers/mlflow_logging.py: final model, last checkpoint
@@ -126,7 +127,8 @@ def state_dict_from_run(run_id: int) -> dict:
         raise InitError(f"init_from_run: run {run_id} saved no model checkpoint")
     local = client.download_artifacts(run.mlflow_run_id, path)
     with open(local, "rb") as fh:
-        return state_dict_of(torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=False))
+        data = io.BytesIO(fh.read())
+    return state_dict_of(load_weights(data, what=f"init_from_run: the model of run {run_id} ({path})"))
 
 
 def _find_checkpoint(client, mlflow_run_id: str, folder: str = "") -> Optional[str]:

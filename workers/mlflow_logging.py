@@ -812,13 +812,13 @@ class MlflowLogger(Callback):
             raise MlflowUnavailable(error)
 
 
-def load_checkpoint_file(path, device):
-    """A checkpoint as data only (`weights_only=True`: a planted pickle cannot run). Checkpoints
-    written before numpy's RNG state was kept as a tensor hold a numpy array: numpy's array
-    reconstruction (data, no code) is allowed for those."""
+def load_checkpoint_file(path, device, what="the checkpoint"):
+    """A checkpoint as data only (workers/weights.py: `weights_only=True`, a planted pickle cannot
+    run and fails the run naming the file). Checkpoints written before numpy's RNG state was kept
+    as a tensor hold a numpy array: numpy's array reconstruction (data, no code) is allowed for those."""
     import numpy as np
-    import torch
+
+    from workers.weights import load_weights
 
     legacy = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    with torch.serialization.safe_globals(legacy):
-        return torch.load(path, map_location=device, weights_only=True)
+    return load_weights(path, what=what, map_location=device, allowed=legacy)

@@ -25,6 +25,7 @@ from workers.errors import PermanentError, TransientError
 from workers.mlflow_logging import (CHECKPOINT_SECONDS, MlflowLogger, call, download_checkpoint, experiment_id, load_checkpoint_file,
                                     make_client, shared_writer)
 from workers.run_callbacks import Analysis, RunSync, send_analysis
+from workers.weights import UnsafeFileError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,9 @@ def _train(run, device):
             path = download_checkpoint(client, mlflow_run_id, tmp)
             if path:
                 try:
-                    checkpoint = load_checkpoint_file(path, device)
+                    checkpoint = load_checkpoint_file(path, device, what=f"the last checkpoint of MLflow run {mlflow_run_id}")
+                except UnsafeFileError:
+                    raise
                 except Exception as exc:
                     raise PermanentError(f"the last checkpoint of MLflow run {mlflow_run_id} is unreadable: {exc}") from exc
         if checkpoint:

@@ -14,7 +14,7 @@ COPY . .
 RUN DEBUG=false SECRET_KEY=build-only-collectstatic-key-0123456789-abcdefghijklmnop \
     python manage.py collectstatic --noinput -v0
 
-RUN useradd --create-home runwise && mkdir -p /data && chown runwise /data
+RUN useradd --create-home runwise && mkdir -p /data /mlflow && chown runwise /data /mlflow
 USER runwise
 EXPOSE 8000
 CMD ["gunicorn", "-c", "webapp/gunicorn.conf.py", "webapp.wsgi"]

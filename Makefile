@@ -37,10 +37,15 @@ demo: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py mlflow_store  # the MLflow tables, once, before the server and the workers open the store
 
-run: demo
+# The local MLflow UI's login (its basic-auth app, see mlflow-auth.ini), generated once per checkout.
+var/mlflow-auth.env:
+	@mkdir -p var
+	@python3 -c "import secrets; print('MLFLOW_AUTH_ADMIN_USERNAME=admin'); print('MLFLOW_AUTH_ADMIN_PASSWORD=' + secrets.token_urlsafe(12)); print('MLFLOW_FLASK_SERVER_SECRET_KEY=' + secrets.token_urlsafe(32))" > $@.tmp && mv $@.tmp $@
+
+run: demo var/mlflow-auth.env
 	@echo
 	@echo "  Runwise:    http://$(HOST):$(PORT)/   login: demo / demo-pass-123"
-	@echo "  MLflow UI:  http://127.0.0.1:5000/"
+	@echo "  MLflow UI:  http://127.0.0.1:5000/   login: admin / $$(sed -n 's/^MLFLOW_AUTH_ADMIN_PASSWORD=//p' var/mlflow-auth.env)"
 	@echo "  Emails:     var/mail/ (a local mail catcher on 127.0.0.1:1025)"
 	@echo "  Workers:    $(TRAIN_WORKERS) training (one run each at a time), 1 for analysis, email and tuning"
 	@echo

@@ -58,3 +58,14 @@ def recommendation_or_404(user, rec_id) -> Recommendation:
 def invite_or_404(token) -> Invite:
     """Invites are opened by users who are not members yet: the secret token is the access check."""
     return get_object_or_404(Invite.objects.select_related("team"), token=token)
+
+
+def mlflow_ui_url(user, run) -> str:
+    """The run's page in the MLflow UI, for staff only: the MLflow UI holds every team's runs and
+    only operators hold MLflow logins (README, "Security and limits"). Empty when MLFLOW_UI_URL
+    is not set, the run has no MLflow run yet, or the user is not staff."""
+    from django.conf import settings
+
+    if not (settings.MLFLOW_UI_URL and run.mlflow_run_id and user.is_staff):
+        return ""
+    return f"{settings.MLFLOW_UI_URL}/#/runs/{run.mlflow_run_id}"

@@ -1,6 +1,5 @@
 """Pages. Each view: an access helper (404 outside the user's teams), a form, one service call,
 a redirect. Reads come from tracking.selectors."""
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
@@ -156,7 +155,7 @@ def run_clone(request, run_id):
 @require_GET
 def run_detail(request, run_id):
     run = access.run_or_404(request.user, run_id)
-    mlflow_url = f"{settings.MLFLOW_UI_URL}/#/runs/{run.mlflow_run_id}" if run.mlflow_run_id else ""
+    mlflow_url = access.mlflow_ui_url(request.user, run)
     return render(request, "tracking/run.html", {
         "run": run, "project": run.project, "mlflow_url": mlflow_url,
         "children": run.children.select_related("owner").order_by("created_at"),

@@ -3,7 +3,7 @@ from tests.web.conftest import make_run
 from tracking.models import MetricSeries, Run
 
 
-def test_the_run_page_shows_status_progress_config_device_and_mlflow_link(member_client, team_users, settings):
+def test_the_run_page_shows_status_progress_config_device_and_the_mlflow_link_to_staff_only(member_client, team_users, settings):
     settings.MLFLOW_UI_URL = "http://mlflow.example:5000"
     run = make_run(team_users["project"], team_users["admin"], name="r1", status=Run.Status.RUNNING,
                    optimizer="adamw", epochs=10)
@@ -13,9 +13,16 @@ def test_the_run_page_shows_status_progress_config_device_and_mlflow_link(member
     assert "epoch 3/10 · step 30/100 · ETA 1m 05s" in body
     assert 'value="0.3"' in body  # the progress bar
     assert "cuda:0" in body and "gpu-box-1" in body and "adamw" in body
-    assert 'href="http://mlflow.example:5000/#/runs/abc123"' in body
     assert 'id="stop-form"' in body
     assert "uPlot.iife.min.js" in body
+    # The MLflow UI holds every team's runs: only staff (who hold MLflow logins) get the link.
+    assert "mlflow.example" not in body
+    team_users["member"].is_staff = True
+    team_users["member"].save()
+    body = member_client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'href="http://mlflow.example:5000/#/runs/abc123"' in body
+    settings.MLFLOW_UI_URL = ""  # the deployment's default: no link at all
+    assert "open in MLflow" not in member_client.get(f"/runs/{run.pk}/").content.decode()
 
 
 def test_a_failed_run_shows_its_reason_and_no_stop_button(member_client, team_users):

@@ -3,6 +3,8 @@
 Every view that takes an object id goes through one of these, so that a user of
 another team cannot tell a forbidden object from a missing one.
 """
+import re
+
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -69,3 +71,9 @@ def mlflow_ui_url(user, run) -> str:
     if not (settings.MLFLOW_UI_URL and run.mlflow_run_id and user.is_staff):
         return ""
     return f"{settings.MLFLOW_UI_URL}/#/runs/{run.mlflow_run_id}"
+
+
+def int_param(value, default=None):
+    """A number from a query string: 1 to 18 ASCII digits (it fits a 64-bit column), else `default`.
+    '²'.isdigit() is true and int('²') fails; 10**20 overflows the database: neither is a 500."""
+    return int(value) if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value) else default

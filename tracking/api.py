@@ -6,12 +6,40 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from . import access, selectors, services
 from .config import ConfigError
 from .models import Project, Run
 from .serializers import ProjectSerializer, RunCreateSerializer, RunMetricsSerializer, RunSerializer
+
+
+def bad_request(field, message):
+    """The API's one shape of a 400: {"field": "lr", "detail": "lr: must be > 0"}."""
+    return Response({"field": field, "detail": f"{field}: {message}"}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def exception_handler(exc, context):
+    """DRF's handler, with every 400 (a serializer's errors, a body that is not JSON) in the
+    {"field", "detail"} shape, naming the first bad field ("body" for the request as a whole)."""
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code == 400:
+        field, message = _first_error(response.data)
+        response.data = {"field": field, "detail": f"{field}: {message}"}
+    return response
+
+
+def _first_error(data, field=""):
+    if isinstance(data, dict) and data:
+        key, value = next(iter(data.items()))
+        if key in ("detail", api_settings.NON_FIELD_ERRORS_KEY) or isinstance(key, int) or str(key).isdigit():
+            return _first_error(value, field)  # the request as a whole, or an item of a list: same field
+        return _first_error(value, f"{field}.{key}" if field else str(key))
+    if isinstance(data, list) and data:
+        return _first_error(data[0], field)
+    return field or "body", str(data)
 
 
 class ProjectList(generics.ListAPIView):
@@ -31,14 +59,17 @@ class RunListCreate(generics.ListAPIView):
     def get_queryset(self):
         qs = (Run.objects.filter(project__team__memberships__user=self.request.user)
               .select_related("owner").prefetch_related("tags").order_by("-created_at", "-pk"))
-        if self.request.query_params.get("project", "").isdigit():
-            qs = qs.filter(project_id=self.request.query_params["project"])
+        if self.request.query_params.get("project") is not None:
+            qs = qs.filter(project_id=access.int_param(self.request.query_params["project"]))
         if self.request.query_params.get("status"):
             qs = qs.filter(status=self.request.query_params["status"])
         return qs
 
     @extend_schema(parameters=[OpenApiParameter("project", int), OpenApiParameter("status", str)])
     def get(self, request, *args, **kwargs):
+        project = request.query_params.get("project")
+        if project is not None and access.int_param(project) is None:
+            return bad_request("project", "must be a project id (digits)")
         return super().get(request, *args, **kwargs)
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer})
@@ -50,14 +81,13 @@ class RunListCreate(generics.ListAPIView):
             project = access.project_or_404(request.user, fields["project"])
             parent = access.run_or_404(request.user, fields["parent"]) if fields["parent"] else None
         except Http404:
-            return Response({"field": "project", "detail": "project: no such project (or parent run)"},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return bad_request("project", "no such project (or parent run)")
         try:
-            run = services.run_create(project=project, owner=request.user, config=fields["config"],
-                                      name=fields["name"], tags=fields["tags"], note=fields["note"], parent=parent)
+            run = services.run_create(project=project, owner=request.user, config=fields["config"] or {},
+                                      name=fields["name"] or "", tags=fields["tags"], note=fields["note"] or "",
+                                      parent=parent)
         except ConfigError as exc:
-            return Response({"field": exc.field, "detail": f"{exc.field}: {exc.message}"},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return bad_request(exc.field, exc.message)
         return Response(RunSerializer(run, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mass_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .config import ConfigError, apply_change
@@ -172,11 +172,13 @@ def autopilot_start(*, run: Run, owner, max_rounds: int = DEFAULT_ROUNDS) -> Aut
         raise ServiceError("Only a training run or a run of registered code can be tuned.")
     if not isinstance(max_rounds, int) or not 1 <= max_rounds <= MAX_ROUNDS:
         raise ConfigError("max_rounds", f"must be a whole number from 1 to {MAX_ROUNDS}")
-    if Autopilot.objects.filter(start_run=run, state=Autopilot.State.RUNNING).exists():
-        raise ServiceError("This run is already being tuned.")
     with transaction.atomic():
-        pilot = Autopilot.objects.create(project=run.project, owner=owner, start_run=run, max_rounds=max_rounds,
-                                         best_run=run, best_val_loss=run.best_val_loss)
+        try:
+            with transaction.atomic():  # one running autopilot a run: the unique constraint decides
+                pilot = Autopilot.objects.create(project=run.project, owner=owner, start_run=run, max_rounds=max_rounds,
+                                                 best_run=run, best_val_loss=run.best_val_loss)
+        except IntegrityError:
+            raise ServiceError("This run is already being tuned.") from None
         run.refresh_from_db()  # it may have ended meanwhile (the periodic task covers a later race)
         if run.is_final() and run.analysed_at:
             Autopilot.objects.filter(pk=pilot.pk).update(best_val_loss=run.best_val_loss)

@@ -7,7 +7,7 @@ filled in) or raises `ConfigError` naming the first bad field.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -18,6 +18,7 @@ MODELS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu")
 QUEUES = ("cpu", "gpu")
 IMAGE_DATASETS = ("digits",)
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 class ConfigError(ValueError):
@@ -36,9 +37,9 @@ class RunConfig(BaseModel):
     dataset: Literal[DATASETS] = Field("digits", description="Built-in data set, or an uploaded CSV.")
     csv_path: Optional[str] = Field(None, description="Path of the uploaded CSV (dataset 'csv').")
     csv_label: Optional[str] = Field(None, description="Label column of the CSV (dataset 'csv').")
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the data held out for validation.")
+    val_fraction: float = Field(0.2, gt=0, le=0.5, description="Share of the data held out for validation.")
     train_subset: Optional[int] = Field(None, ge=1, description="Use only this many training examples.")
-    seed: int = Field(0, ge=0, description="Seed for the split, the initialisation and the batches.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for the split, the initialisation and the batches.")
 
     # Model
     model: Literal[MODELS] = Field("mlp", description="An MLP, or a small CNN for image data sets.")
@@ -88,6 +89,28 @@ class RunConfig(BaseModel):
         False, description="Stop the run early on a confident divergence or overfitting diagnosis."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data):
+        """A number is a number: true/false is refused (not taken as 1/0), and NaN or infinity,
+        given as a number or as a string, is refused as such (not as 'should be <= 100')."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            info = cls.model_fields.get(name)
+            if info is None or value is None or not _is_number(info.annotation):
+                continue
+            if isinstance(value, bool):
+                raise _Bad(name, "must be a number, not true or false")
+            if isinstance(value, (str, float)):
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue  # pydantic names the type
+                if not math.isfinite(number):
+                    raise _Bad(name, "must be a finite number")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         for name in ("lr", "momentum", "weight_decay", "dropout", "val_fraction", "gamma",
@@ -109,6 +132,12 @@ class RunConfig(BaseModel):
         if self.warmup_epochs >= self.epochs:
             raise _Bad("warmup_epochs", "must be shorter than epochs")
         return self
+
+
+def _is_number(annotation) -> bool:
+    if get_origin(annotation) is Union:
+        return any(_is_number(a) for a in get_args(annotation) if a is not type(None))
+    return annotation in (int, float)
 
 
 class _Bad(ValueError):

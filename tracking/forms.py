@@ -92,8 +92,11 @@ class RunForm(forms.Form):
             self.add_error(field, f"{exc.field}: {exc.message}")
         return data
 
+    def clean_tags(self):
+        return _clean_tags(self.cleaned_data.get("tags", ""))
+
     def tag_names(self):
-        return tag_names_parse(self.cleaned_data.get("tags", ""))
+        return self.cleaned_data.get("tags") or []
 
     @classmethod
     def initial_from_run(cls, run):
@@ -104,8 +107,18 @@ class RunNoteForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=10000)
     tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated.")
 
+    def clean_tags(self):
+        return _clean_tags(self.cleaned_data.get("tags", ""))
+
     def tag_names(self):
-        return tag_names_parse(self.cleaned_data.get("tags", ""))
+        return self.cleaned_data.get("tags") or []
+
+
+def _clean_tags(text):
+    try:
+        return tag_names_parse(text)
+    except ConfigError as exc:
+        raise forms.ValidationError(f"tags: {exc.message}") from None
 
 
 class TeamForm(forms.ModelForm):

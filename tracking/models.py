@@ -379,6 +379,10 @@ class Autopilot(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["start_run"], condition=models.Q(state="running"),
+                                               name="one_running_autopilot_per_run")]
+
     def get_absolute_url(self):
         return reverse("autopilot", args=[self.pk])
 

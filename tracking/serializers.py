@@ -1,6 +1,8 @@
 from rest_framework import serializers
 
+from .config import ConfigError
 from .models import Project, Run
+from .services import tag_names_clean
 from .selectors import json_safe
 
 
@@ -35,14 +37,25 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
-    """The config is validated by tracking.config.validate_config inside run_create (one validator)."""
+    """The config is validated by tracking.config.validate_config inside run_create (one validator),
+    the tags by services.tag_names_clean (the form's limits). `null` is taken for every optional
+    key, so a run as the API returns it can be posted back."""
 
-    project = serializers.IntegerField()
-    config = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
-    note = serializers.CharField(required=False, allow_blank=True, default="")
-    parent = serializers.IntegerField(required=False, allow_null=True, default=None)
+    project = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    config = serializers.DictField(child=serializers.JSONField(allow_null=True), required=False, default=dict,
+                                   allow_null=True)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True, default="")
+    tags = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+                                 required=False, allow_null=True, default=list)
+    note = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
+    parent = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                      max_value=2**63 - 1)
+
+    def validate_tags(self, names):
+        try:
+            return tag_names_clean(names or [])
+        except ConfigError as exc:
+            raise serializers.ValidationError(exc.message) from None
 
 
 class MetricSeriesSerializer(serializers.Serializer):

@@ -11,11 +11,11 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .config import ConfigError, validate_config
-from .models import Invite, Membership, Project, Run, Tag, Team
+from .models import Invite, Membership, Project, Recommendation, Run, Tag, Team
 
 
 class ServiceError(ValueError):
@@ -28,18 +28,34 @@ def _default_name(config: dict) -> str:
     return f"{config['model']}-{config['dataset']}-{config['optimizer']}-lr{config['lr']:g}"
 
 
+TAG_MAX_LENGTH = 50  # Tag.name's column
+
+
 def tag_names_parse(text: str) -> list[str]:
-    """'a, b ,a' -> ['a', 'b'] (order kept, duplicates and blanks dropped, 50 chars max each)."""
-    names = []
-    for name in (text or "").split(","):
-        name = name.strip()[:50]
-        if name and name not in names:
-            names.append(name)
+    """'a, b ,a' -> ['a', 'b'], checked by tag_names_clean."""
+    return tag_names_clean((text or "").split(","))
+
+
+def tag_names_clean(names) -> list[str]:
+    """Tag names stripped, blanks and duplicates dropped, order kept. The form, the API and the
+    services all take at most RUN_MAX_TAGS tags of at most 50 characters: more is a ConfigError
+    naming "tags", and nothing is written."""
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ConfigError("tags", "must be a list of names")
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if len(names) > settings.RUN_MAX_TAGS:
+        raise ConfigError("tags", f"at most {settings.RUN_MAX_TAGS} tags, not {len(names)}")
+    long = next((n for n in names if len(n) > TAG_MAX_LENGTH), None)
+    if long is not None:
+        raise ConfigError("tags", f"a tag has at most {TAG_MAX_LENGTH} characters ({long[:20]}... has {len(long)})")
     return names
 
 
 def _tags_for(project: Project, names) -> list[Tag]:
-    return [Tag.objects.get_or_create(project=project, name=name)[0] for name in names]
+    names = tag_names_clean(names)
+    Tag.objects.bulk_create([Tag(project=project, name=n) for n in names], ignore_conflicts=True)
+    by_name = {t.name: t for t in Tag.objects.filter(project=project, name__in=names)}
+    return [by_name[n] for n in names]
 
 
 def run_create(*, project: Project, owner, config: dict, name: str = "", parent: Run | None = None,
@@ -49,6 +65,7 @@ def run_create(*, project: Project, owner, config: dict, name: str = "", parent:
     from workers.dispatch import enqueue_run
 
     config = validate_config(config)
+    tags = tag_names_clean([t if isinstance(t, str) else t.name for t in tags])
     if config.get("csv_path") and not _is_uploaded_csv(config["csv_path"]):
         raise ConfigError("csv_path", "must be a CSV file uploaded to Runwise")
     if config.get("init_from_run") and not Run.objects.filter(
@@ -61,7 +78,7 @@ def run_create(*, project: Project, owner, config: dict, name: str = "", parent:
             parent=parent, applied_recommendation=applied_recommendation,
         )
         if tags:
-            run.tags.set(_tags_for(project, [t if isinstance(t, str) else t.name for t in tags]))
+            run.tags.set(_tags_for(project, tags))
         transaction.on_commit(lambda: enqueue_run(run.pk))
     return run
 
@@ -88,6 +105,7 @@ def run_request_stop(*, run: Run) -> Run:
 
 def run_annotate(*, run: Run, note: str, tags) -> Run:
     """Set the run's free-text note and its tags (names)."""
+    tags = tag_names_clean(tags)
     with transaction.atomic():
         run.note = note or ""
         run.save(update_fields=["note"])
@@ -121,6 +139,30 @@ def csv_columns(uploaded) -> list[str]:
     return [c.strip() for c in row if c.strip()]
 
 
+def recommendation_apply(*, rec: Recommendation, user) -> Run:
+    """The recommendation's follow-up run, created once. The recommendation is claimed by a
+    conditional UPDATE (new -> applied) in the transaction that creates the run: a second click,
+    or a recommendation dismissed meanwhile, creates nothing (ServiceError); a bad config
+    (ConfigError) rolls the claim back."""
+    from .config import apply_change
+
+    run = rec.run
+    with transaction.atomic():
+        if not Recommendation.objects.filter(pk=rec.pk, state=Recommendation.State.NEW).update(
+                state=Recommendation.State.APPLIED):
+            state = Recommendation.objects.values_list("state", flat=True).get(pk=rec.pk)
+            raise ServiceError(f"This recommendation was already {state}.")
+        return run_create(project=run.project, owner=user, config=apply_change(run.config, rec.change),
+                          name=f"{run.name} · {rec.rule.split('.')[-1].replace('_', ' ')}",
+                          parent=run, applied_recommendation=rec, tags=[t.name for t in run.tags.all()])
+
+
+def recommendation_dismiss(*, rec: Recommendation) -> bool:
+    """Hide a recommendation not yet applied; an applied one stays applied. True if dismissed."""
+    return bool(Recommendation.objects.filter(pk=rec.pk, state=Recommendation.State.NEW).update(
+        state=Recommendation.State.DISMISSED))
+
+
 # ---- teams ------------------------------------------------------------------------------
 
 def team_create(*, name: str, creator) -> Team:
@@ -131,7 +173,13 @@ def team_create(*, name: str, creator) -> Team:
 
 
 def project_create(*, team: Team, name: str, description: str = "") -> Project:
-    return Project.objects.create(team=team, name=name.strip(), description=description)
+    """A new project; a name the team already has (two submissions at once included: the unique
+    constraint decides) is a ConfigError naming "name"."""
+    try:
+        with transaction.atomic():
+            return Project.objects.create(team=team, name=name.strip(), description=description)
+    except IntegrityError:
+        raise ConfigError("name", "the team already has a project with this name") from None
 
 
 def invite_create(*, team: Team, created_by) -> Invite:
@@ -151,9 +199,18 @@ def invite_accept(*, invite: Invite, user) -> Membership:
         return Membership.objects.create(team=invite.team, user=user, role=Membership.MEMBER)
 
 
-def member_remove(*, membership: Membership) -> None:
-    """Remove a member from a team; a team always keeps at least one admin."""
-    if membership.is_admin() and not Membership.objects.filter(
-            team=membership.team, role=Membership.ADMIN).exclude(pk=membership.pk).exists():
-        raise ServiceError("A team needs at least one admin.")
-    membership.delete()
+def member_remove(*, membership: Membership, by=None) -> None:
+    """Remove a member from a team; a team always keeps at least one admin. The team's admin rows
+    are locked (SELECT ... FOR UPDATE; SQLite's write lock is taken at BEGIN) before counting, so
+    two admins removing each other at once leave one: the second sees the first's removal, and
+    `by` (the admin asking) is checked to be an admin still."""
+    with transaction.atomic():
+        admins = set(Membership.objects.select_for_update().filter(team_id=membership.team_id, role=Membership.ADMIN)
+                     .values_list("user_id", flat=True))
+        if by is not None and by.pk not in admins:
+            raise ServiceError("Only an admin of the team can remove members.")
+        if not Membership.objects.filter(pk=membership.pk).exists():
+            return  # removed meanwhile
+        if membership.is_admin() and admins - {membership.user_id} == set():
+            raise ServiceError("A team needs at least one admin.")
+        Membership.objects.filter(pk=membership.pk).delete()

@@ -56,7 +56,11 @@ def project_create(request, team_id):
         for field, errors in form.errors.items():
             messages.error(request, f"{field}: {'; '.join(errors)}")
         return redirect("team", team.pk)
-    project = services.project_create(team=team, **form.cleaned_data)
+    try:
+        project = services.project_create(team=team, **form.cleaned_data)
+    except ConfigError as exc:  # the same name submitted twice at once: the constraint decided
+        messages.error(request, f"{exc.field}: {exc.message}")
+        return redirect("team", team.pk)
     return redirect(project)
 
 
@@ -74,7 +78,7 @@ def member_remove(request, team_id, membership_id):
     access.admin_membership_or_404(request.user, team_id)
     target = access.member_of_team_or_404(team_id, membership_id)
     try:
-        services.member_remove(membership=target)
+        services.member_remove(membership=target, by=request.user)
     except services.ServiceError as exc:
         messages.error(request, str(exc))
     if target.user_id == request.user.id:
@@ -104,7 +108,7 @@ def invite_accept(request, token):
 def project_detail(request, project_id):
     project = access.project_or_404(request.user, project_id)
     run_filter, runs, sort = selectors.run_history(project, request.GET)
-    size = int(request.GET.get("size", 25)) if request.GET.get("size", "25").isdigit() else 25
+    size = access.int_param(request.GET.get("size"), 25)
     page = Paginator(runs, size if size in PAGE_SIZES else 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -210,7 +214,7 @@ def run_annotate(request, run_id):
 @require_GET
 def runs_compare(request, project_id):
     project = access.project_or_404(request.user, project_id)
-    ids = [int(i) for i in request.GET.getlist("runs") if i.isdigit()]
+    ids = [i for i in map(access.int_param, request.GET.getlist("runs")) if i is not None]
     if len(set(ids)) < 2:
         messages.error(request, "runs: select two or more runs to compare.")
         return redirect(project)

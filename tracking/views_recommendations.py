@@ -1,14 +1,13 @@
 """Apply or dismiss a recommendation. Apply: GET shows the change and asks to confirm (it changes
 nothing); POST creates the follow-up run (parent = the run, applied_recommendation = the
-recommendation) through services.run_create, and marks the recommendation applied."""
+recommendation) once, through services.recommendation_apply."""
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import access, services
-from .config import ConfigError, apply_change
-from .models import Recommendation, Run
+from .config import ConfigError
+from .models import Run
 
 
 def _change_rows(rec):
@@ -27,16 +26,14 @@ def recommendation_apply(request, rec_id):
         return render(request, "tracking/recommendation_apply.html",
                       {"rec": rec, "run": run, "project": run.project, "rows": _change_rows(rec)})
     try:
-        with transaction.atomic():
-            child = services.run_create(project=run.project, owner=request.user,
-                                        config=apply_change(run.config, rec.change),
-                                        name=f"{run.name} · {rec.rule.split('.')[-1].replace('_', ' ')}",
-                                        parent=run, applied_recommendation=rec,
-                                        tags=[t.name for t in run.tags.all()])
-            Recommendation.objects.filter(pk=rec.pk).update(state=Recommendation.State.APPLIED)
+        child = services.recommendation_apply(rec=rec, user=request.user)
     except ConfigError as exc:
         messages.error(request, f"Cannot apply this change: {exc.field}: {exc.message}")
         return redirect(run)
+    except services.ServiceError as exc:
+        messages.info(request, str(exc))
+        existing = run.children.filter(applied_recommendation=rec).order_by("pk").first()
+        return redirect(existing or run)
     messages.success(request, f"Follow-up run created with {', '.join(f'{k}={v}' for k, v in rec.change.items())}.")
     return redirect(child)
 
@@ -44,6 +41,8 @@ def recommendation_apply(request, rec_id):
 @require_POST
 def recommendation_dismiss(request, rec_id):
     rec = access.recommendation_or_404(request.user, rec_id)
-    Recommendation.objects.filter(pk=rec.pk).update(state=Recommendation.State.DISMISSED)
-    messages.info(request, "Recommendation dismissed.")
+    if services.recommendation_dismiss(rec=rec):
+        messages.info(request, "Recommendation dismissed.")
+    else:
+        messages.info(request, f"This recommendation was already {rec.state}.")
     return redirect(rec.run)

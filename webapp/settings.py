@@ -148,6 +148,8 @@ RUN_RESEND_AFTER = envint("RUN_RESEND_AFTER", 1800)
 # ANALYSIS_PENDING_STALE seconds is taken as lost (another one may be queued).
 ANALYSIS_CATCH_UP_AFTER = envint("ANALYSIS_CATCH_UP_AFTER", 60)
 ANALYSIS_PENDING_STALE = envint("ANALYSIS_PENDING_STALE", 600)
+# Tags a run can have (each at most 50 characters), in the form and the API alike.
+RUN_MAX_TAGS = envint("RUN_MAX_TAGS", 20)
 # A checkpoint is logged at an epoch end at most this often (seconds; 0: every epoch).
 RUN_CHECKPOINT_SECONDS = float(os.environ.get("RUN_CHECKPOINT_SECONDS", "2"))
 
@@ -177,6 +179,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "EXCEPTION_HANDLER": "tracking.api.exception_handler",  # every 400 as {"field", "detail"}
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {"TITLE": "Runwise API", "VERSION": "1.0.0", "SWAGGER_UI_DIST": "SIDECAR",

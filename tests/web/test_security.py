@@ -89,8 +89,8 @@ def id_patterns():
 
 def test_the_walk_finds_the_object_urls():
     routes = [r for r, _ in id_patterns()]
-    for expected in ("runs/<int:run_id>/", "projects/<int:project_id>/", "teams/<int:team_id>/",
-                     "api/runs/<int:pk>/"):
+    for expected in ("runs/<id:run_id>/", "projects/<id:project_id>/", "teams/<id:team_id>/",
+                     "api/runs/<id:pk>/"):
         assert expected in routes
 
 

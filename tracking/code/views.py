@@ -154,11 +154,15 @@ def recommendation_apply(request, rec: Recommendation):
             "arguments": services.command_line_arguments(run, rec.change) if external_only else None,
         }, status=200 if request.method == "GET" else 400)
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # claimed by a conditional UPDATE: a second click creates nothing
+            if not Recommendation.objects.filter(pk=rec.pk, state=Recommendation.State.NEW).update(
+                    state=Recommendation.State.APPLIED):
+                state = Recommendation.objects.values_list("state", flat=True).get(pk=rec.pk)
+                messages.info(request, f"This recommendation was already {state}.")
+                return redirect(run)
             child = services.code_run_follow_up(
                 run=run, owner=request.user, change=rec.change, applied_recommendation=rec,
                 name=f"{run.name} · {rec.rule.split('.')[-1].replace('_', ' ')}")
-            Recommendation.objects.filter(pk=rec.pk).update(state=Recommendation.State.APPLIED)
     except MLprojectError as exc:
         messages.error(request, f"Cannot apply this change: {exc.field}: {exc.message}")
         return redirect(run)

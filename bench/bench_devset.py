@@ -15,6 +15,10 @@ Sources:
 - lcbench: YAHPO Gym's LCBench surrogate (bench/devset/lcbench.py says what the advisor sees). Needs
   the `lcbench` folder of https://github.com/slds-lmu/yahpo_data (model.onnx, encoding.json,
   config_space.json; Apache-2.0), kept outside this repository; skipped with a message without it.
+- lightning, hf, plain: runs logged to a real MLflow store (SQLite in a temp dir) by PyTorch
+  Lightning's MLFlowLogger, transformers.Trainer's MLflow callback and a plain mlflow.log_metric
+  script, read with tracking.mlflow_io.read_run as `advise --mlflow-run` does; the counterfactual
+  retrains with the same library and seed (bench/devset/loggers.py; cached in var/devset_cache.json).
 
 Our own trainer's suite stays in bench/bench_rules.py (its figures are printed by that script).
 The last line is a one-line summary.
@@ -66,7 +70,9 @@ def run_lcbench(args, advise):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--yahpo", help="the lcbench folder of slds-lmu/yahpo_data (default: $YAHPO_LCBENCH_DIR)")
-    parser.add_argument("--source", choices=("all", "lcbench"), default="all")
+    parser.add_argument("--source", choices=("all", "lcbench", "loggers"), default="all")
+    parser.add_argument("--library", action="append", choices=("lightning", "hf", "plain"),
+                        help="loggers: only this library (repeatable)")
     parser.add_argument("--cases", action="store_true", help="print one line per run")
     parser.add_argument("--no-lr", action="store_true", help="LCBench: give the advisor no lr series")
     args = parser.parse_args(argv)
@@ -77,6 +83,13 @@ def main(argv=None):
     sources = {}
     if args.source in ("all", "lcbench"):
         sources["lcbench"] = run_lcbench(args, advise)
+    if args.source in ("all", "loggers"):
+        from devset import loggers
+
+        libraries = tuple(args.library or loggers.LIBRARIES)
+        found = loggers.run(advise, libraries=libraries)
+        for library in libraries:
+            sources[library] = [c for c in found if c.source == library]
 
     summary = []
     for source, cases in sources.items():

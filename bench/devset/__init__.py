@@ -4,6 +4,9 @@
   single change of the vocabulary) and the figures over cases (hit rate, false alarms, precision of
   confident changes, reliability table, random and best-fixed baselines).
 - `lcbench`: LCBench curves through the YAHPO Gym ONNX surrogate (model outside the repository).
+- `loggers`: runs logged to a real MLflow store by PyTorch Lightning's MLFlowLogger, Hugging Face
+  transformers.Trainer's MLflow callback and a plain `mlflow.log_metric` script, read back with
+  `tracking.mlflow_io.read_run` (what `advise --mlflow-run` reads), retrained for the counterfactual.
 
 `bench/bench_devset.py` runs them and prints the figures.
 """

@@ -1,0 +1,606 @@
+"""Runs logged by other people's loggers into a real MLflow store, read back the way
+`manage.py advise --mlflow-run` reads them (tracking.mlflow_io.read_run), and scored by retraining.
+
+Three generators train the same small MLP on small scikit-learn data sets, each with its library's
+usual habits:
+- `lightning`: a LightningModule with `self.log("train_loss", on_step=True, on_epoch=True)` (MLflow
+  gets `train_loss_step`, `train_loss_epoch`), `val_loss`, `val_acc`, `LearningRateMonitor` (`lr-SGD`,
+  `lr-Adam`), `save_hyperparameters()` (params lr, momentum, weight_decay, batch_size, ...), MLFlowLogger;
+  no `steps_per_epoch` tag. Lightning also logs its `epoch` metric.
+- `hf`: transformers.Trainer with `report_to=["mlflow"]` on a tiny PreTrainedModel built from a config
+  (no download; HF_HUB_OFFLINE=1): metrics `loss`, `grad_norm`, `learning_rate`, `epoch`, `eval_loss`,
+  `eval_accuracy`; params are TrainingArguments' names (learning_rate, num_train_epochs, optim ...).
+  AdamW and a linear decay, the Trainer's defaults.
+- `plain`: a PyTorch loop calling `mlflow.log_metric` once an epoch for `loss`, `acc`, `val_loss`,
+  `val_acc` (step = epoch) and `mlflow.log_params` for lr, batch_size, epochs, optimizer, momentum,
+  weight_decay, dropout.
+
+Regimes, each provoked on purpose and checked by retraining (the label comes from the retrainings,
+not from the regime's name): healthy, diverging (LR far too high), overfitting (a wide net on a small
+training set for long), underfitting (weight decay far too strong), lr_low (LR far too low).
+Dev data sets: digits, breast_cancer; held out (never tuned on): wine, make_classification (seed 1);
+Lightning and transformers.Trainer (slower per step) use digits (dev) and make_classification (held out).
+
+The counterfactual retrains with the same library and seed, without MLflow (the same arithmetic);
+early stopping is the same run's best val_loss before the stop. Trainings are cached by library and
+config in var/devset_cache.json (delete it to retrain everything).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from .scoring import HELP, Case, improvement
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is built from a config: never download
+ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = ROOT / "var"  # devset_cache_<library>.json
+LIBRARIES = ("lightning", "hf", "plain")
+DEV_DATA = (("digits", 0), ("breast_cancer", 0))
+HELD_OUT_DATA = (("wine", 1), ("classification", 1))
+DATA = {"plain": DEV_DATA + HELD_OUT_DATA,  # Lightning and the Trainer are slower: one data set a part
+        "lightning": (("digits", 0), ("classification", 1)), "hf": (("digits", 0), ("classification", 1))}
+
+BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
+        "batch_size": 32, "epochs": 12, "dropout": 0.0, "batch_norm": False, "scheduler": "constant",
+        "label_smoothing": 0.0, "grad_clip": None, "width": 64, "depth": 2, "train_subset": 300}
+HF_BASE = {"optimizer": "adamw", "lr": 3e-3, "momentum": 0.0, "weight_decay": 0.0, "scheduler": "linear",
+           "grad_clip": 1.0}  # the Trainer's defaults (lr 5e-5 is for fine-tuning; this trains from scratch)
+REGIMES = {
+    "healthy": {},
+    "diverging": {"lr": 3.0, "momentum": 0.9},
+    "overfitting": {"width": 256, "depth": 3, "train_subset": 100, "epochs": 40},
+    "underfitting": {"weight_decay": 0.3},
+    "lr_low": {"lr": 1e-3, "momentum": 0.0},
+    "tuned": {},  # the healthy config polished by retraining until no single change helps (tuned_spec)
+}
+HF_REGIMES = {"diverging": {"lr": 0.5}, "underfitting": {"weight_decay": 30.0}, "lr_low": {"lr": 3e-5},
+              }  # AdamW: decoupled weight decay is used much larger
+
+
+def spec_for(library: str, regime: str, dataset: str, seed: int) -> dict:
+    """The regime's config for a library and data set (the tuned regime starts from healthy's)."""
+    spec = dict(BASE)
+    if library == "hf":
+        spec.update(HF_BASE)
+    spec.update(REGIMES[regime])
+    if library == "hf":
+        spec.update(HF_REGIMES.get(regime, {}))
+    spec.update(dataset=dataset, seed=seed)
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def load_data(name: str, seed: int, train_subset: Optional[int] = None):
+    """(x_train, y_train, x_val, y_val, classes) as float32/int64 tensors, standardised on train."""
+    import numpy as np
+    import torch
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "classification":
+        x, y = datasets.make_classification(n_samples=600, n_features=20, n_informative=8, n_classes=3,
+                                            random_state=seed)
+    elif name == "moons":
+        x, y = datasets.make_moons(n_samples=600, noise=0.3, random_state=seed)
+    else:
+        x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
+    if train_subset:
+        xt, yt = xt[:train_subset], yt[:train_subset]
+    scaler = StandardScaler().fit(xt)
+    xt, xv = scaler.transform(xt), scaler.transform(xv)
+    t = lambda a, dt: torch.tensor(np.asarray(a), dtype=dt)  # noqa: E731
+    return t(xt, torch.float32), t(yt, torch.long), t(xv, torch.float32), t(yv, torch.long), int(len(set(y)))
+
+
+def mlp(n_in: int, n_out: int, spec: dict):
+    from torch import nn
+
+    layers, width = [], n_in
+    for _ in range(spec["depth"]):
+        layers += [nn.Linear(width, spec["width"])]
+        if spec["batch_norm"]:
+            layers.append(nn.BatchNorm1d(spec["width"]))
+        layers += [nn.ReLU(), nn.Dropout(spec["dropout"])]
+        width = spec["width"]
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def optimizer_for(params, spec: dict):
+    import torch
+
+    opt, lr, wd = spec["optimizer"], spec["lr"], spec["weight_decay"]
+    if opt == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=spec["momentum"], nesterov=spec["nesterov"], weight_decay=wd)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[opt](params, lr=lr, weight_decay=wd)
+
+
+def scheduler_for(opt, spec: dict, total_steps: int):
+    import torch
+
+    if spec["scheduler"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    if spec["scheduler"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=total_steps)
+    if spec["scheduler"] == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))
+    return None
+
+
+def _finite(v: float) -> float:
+    return v if math.isfinite(v) else float("inf")
+
+
+# ------------------------------------------------------------------------------------------ plain
+
+def train_plain(spec: dict, log: bool = False) -> list[float]:
+    """A plain PyTorch loop; with `log`, mlflow.log_metric once an epoch (loss, acc, val_loss, val_acc)."""
+    import mlflow
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(spec["seed"])
+    xt, yt, xv, yv, classes = load_data(spec["dataset"], spec["seed"], spec["train_subset"])
+    model = mlp(xt.shape[1], classes, spec)
+    opt = optimizer_for(model.parameters(), spec)
+    steps_per_epoch = math.ceil(len(xt) / spec["batch_size"])
+    sched = scheduler_for(opt, spec, spec["epochs"] * steps_per_epoch)
+    gen = torch.Generator().manual_seed(spec["seed"])
+    if log:
+        mlflow.log_params({k: spec[k] for k in ("lr", "batch_size", "epochs", "optimizer", "momentum",
+                                                 "weight_decay", "dropout")})
+    curve = []
+    for epoch in range(1, spec["epochs"] + 1):
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        total, correct = 0.0, 0
+        for i in range(0, len(xt), spec["batch_size"]):
+            idx = order[i:i + spec["batch_size"]]
+            out = model(xt[idx])
+            loss = F.cross_entropy(out, yt[idx], label_smoothing=spec["label_smoothing"])
+            opt.zero_grad()
+            loss.backward()
+            if spec["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec["grad_clip"])
+            opt.step()
+            if sched:
+                sched.step()
+            total += loss.item() * len(idx)
+            correct += (out.argmax(1) == yt[idx]).sum().item()
+        model.eval()
+        with torch.no_grad():
+            out = model(xv)
+            val_loss = F.cross_entropy(out, yv).item()
+            val_acc = (out.argmax(1) == yv).float().mean().item()
+        curve.append(_finite(val_loss))
+        if log:
+            mlflow.log_metric("loss", total / len(xt), step=epoch)
+            mlflow.log_metric("acc", correct / len(xt), step=epoch)
+            mlflow.log_metric("val_loss", val_loss, step=epoch)
+            mlflow.log_metric("val_acc", val_acc, step=epoch)
+    return curve
+
+
+# -------------------------------------------------------------------------------------- lightning
+
+def train_lightning(spec: dict, logger=None) -> list[float]:
+    """A LightningModule trained by lightning.Trainer; `logger` an MLFlowLogger or None."""
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    L.seed_everything(spec["seed"], verbose=False)
+    xt, yt, xv, yv, classes = load_data(spec["dataset"], spec["seed"], spec["train_subset"])
+    steps_per_epoch = math.ceil(len(xt) / spec["batch_size"])
+
+    class LitMLP(L.LightningModule):
+        def __init__(self, lr, momentum, weight_decay, batch_size, epochs, dropout, optimizer, nesterov, scheduler,
+                     width, depth, batch_norm, label_smoothing, dataset, seed):
+            super().__init__()
+            self.save_hyperparameters()
+            self.net = mlp(xt.shape[1], classes, spec)
+            self.curve = []
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = F.cross_entropy(self.net(x), y, label_smoothing=self.hparams.label_smoothing)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            out = self.net(x)
+            loss = F.cross_entropy(out, y)
+            self.log("val_loss", loss, on_epoch=True)
+            self.log("val_acc", (out.argmax(1) == y).float().mean(), on_epoch=True)
+
+        def on_validation_epoch_end(self):
+            if not self.trainer.sanity_checking:
+                self.curve.append(_finite(float(self.trainer.callback_metrics["val_loss"])))
+
+        def configure_optimizers(self):
+            opt = optimizer_for(self.parameters(), spec)
+            sched = scheduler_for(opt, spec, spec["epochs"] * steps_per_epoch)
+            if sched is None:
+                return opt
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    keys = ("lr", "momentum", "weight_decay", "batch_size", "epochs", "dropout", "optimizer", "nesterov",
+            "scheduler", "width", "depth", "batch_norm", "label_smoothing", "dataset", "seed")
+    module = LitMLP(**{k: spec[k] for k in keys})
+    gen = torch.Generator().manual_seed(spec["seed"])
+    train = DataLoader(TensorDataset(xt, yt), batch_size=spec["batch_size"], shuffle=True, generator=gen)
+    val = DataLoader(TensorDataset(xv, yv), batch_size=512)
+    callbacks = [L.pytorch.callbacks.LearningRateMonitor(logging_interval="step")] if logger else []
+    trainer = L.Trainer(max_epochs=spec["epochs"], accelerator="cpu", devices=1, logger=logger or False,
+                        callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, log_every_n_steps=5, num_sanity_val_steps=0,
+                        gradient_clip_val=spec["grad_clip"])
+    trainer.fit(module, train, val)
+    curve = module.curve
+    return curve + [float("inf")] * (spec["epochs"] - len(curve))  # a run Lightning stopped (nan loss)
+
+
+# ---------------------------------------------------------------------------------------------- hf
+
+def train_hf(spec: dict, log: bool = False, output_dir: Optional[str] = None) -> list[float]:
+    """transformers.Trainer on a tiny PreTrainedModel; with `log`, report_to=["mlflow"]."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    import transformers
+    from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    xt, yt, xv, yv, classes = load_data(spec["dataset"], spec["seed"], spec["train_subset"])
+
+    class TinyMLPConfig(PretrainedConfig):
+        model_type = "tiny-mlp"
+
+        def __init__(self, n_in=4, n_out=2, width=64, depth=2, dropout=0.0, batch_norm=False, **kwargs):
+            super().__init__(**kwargs)
+            self.n_in, self.n_out, self.width, self.depth = n_in, n_out, width, depth
+            self.dropout, self.batch_norm = dropout, batch_norm
+
+    class TinyMLP(PreTrainedModel):
+        config_class = TinyMLPConfig
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.net = mlp(config.n_in, config.n_out, {"width": config.width, "depth": config.depth,
+                                                       "dropout": config.dropout, "batch_norm": config.batch_norm})
+
+        def _init_weights(self, module):  # keep torch's default initialisation (as the other generators)
+            pass
+
+        def forward(self, features=None, labels=None):
+            logits = self.net(features)
+            loss = F.cross_entropy(logits, labels) if labels is not None else None
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    class Rows(torch.utils.data.Dataset):
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return {"features": self.x[i], "labels": self.y[i]}
+
+    transformers.set_seed(spec["seed"])
+    model = TinyMLP(TinyMLPConfig(n_in=xt.shape[1], n_out=classes, width=spec["width"], depth=spec["depth"],
+                                  dropout=spec["dropout"], batch_norm=spec["batch_norm"]))
+
+    def accuracy(pred):
+        return {"accuracy": float((np.argmax(pred.predictions, 1) == pred.label_ids).mean())}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=output_dir or tmp, report_to=["mlflow"] if log else [], eval_strategy="epoch",
+            save_strategy="no", logging_strategy="steps", logging_steps=5, num_train_epochs=spec["epochs"],
+            learning_rate=spec["lr"], per_device_train_batch_size=spec["batch_size"], per_device_eval_batch_size=512,
+            weight_decay=spec["weight_decay"], lr_scheduler_type=spec["scheduler"],
+            optim={"adamw": "adamw_torch", "sgd": "sgd"}[spec["optimizer"]],
+            max_grad_norm=spec["grad_clip"] or 0.0, label_smoothing_factor=spec["label_smoothing"],
+            seed=spec["seed"], data_seed=spec["seed"], use_cpu=True, disable_tqdm=True,
+            dataloader_num_workers=0, run_name=spec.get("name"))
+        trainer = Trainer(model=model, args=args, train_dataset=Rows(xt, yt), eval_dataset=Rows(xv, yv),
+                          compute_metrics=accuracy)
+        trainer.remove_callback(transformers.PrinterCallback)  # it prints every log line
+        trainer.train()
+        curve = [_finite(h["eval_loss"]) for h in trainer.state.log_history if "eval_loss" in h]
+    return curve + [float("inf")] * (spec["epochs"] - len(curve))
+
+
+TRAIN = {"lightning": train_lightning, "hf": train_hf, "plain": train_plain}
+
+
+# ------------------------------------------------------------------------------------ the changes
+
+HF_SCHEDULES = ("linear", "cosine", "constant")
+TORCH_SCHEDULES = ("constant", "cosine", "onecycle", "linear")
+KNOWN = ("lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "dropout", "batch_norm",
+         "scheduler", "label_smoothing", "grad_clip", "optimizer")
+
+
+def apply_change(library: str, spec: dict, change: dict) -> tuple[Optional[dict], Optional[int], str]:
+    """(new spec, early-stopping patience, why not) for an engine change; None when the library's
+    run cannot express it (warm-up, augmentation, an unknown key, momentum on AdamW ...)."""
+    new, patience = dict(spec), None
+    for key, value in change.items():
+        if key == "early_stopping_patience" and isinstance(value, int) and value >= 1:
+            patience = value
+            continue
+        if key not in KNOWN:
+            return None, None, f"{key}={value!r}"
+        new[key] = value
+    if new["optimizer"] not in (("adamw", "sgd") if library == "hf" else ("sgd", "adam", "adamw")):
+        return None, None, f"optimizer={new['optimizer']!r}"
+    if new["scheduler"] not in (HF_SCHEDULES if library == "hf" else TORCH_SCHEDULES):
+        return None, None, f"scheduler={new['scheduler']!r}"
+    if library == "hf" and (new["momentum"] != spec["momentum"] or new["nesterov"] != spec["nesterov"]):
+        return None, None, "momentum with transformers.Trainer's optimizers"
+    if new["optimizer"] != "sgd":
+        new["momentum"], new["nesterov"] = 0.0, False
+    try:
+        new["batch_size"], new["epochs"] = int(new["batch_size"]), int(new["epochs"])
+        for k in ("lr", "momentum", "weight_decay", "dropout", "label_smoothing"):
+            new[k] = float(new[k])
+    except (TypeError, ValueError):
+        return None, None, f"a value of {change!r}"
+    if not (new["lr"] > 0 and 0 <= new["momentum"] < 1 and new["weight_decay"] >= 0 and new["batch_size"] >= 1
+            and 1 <= new["epochs"] <= 10 * spec["epochs"] and 0 <= new["dropout"] < 1):
+        return None, None, f"out of range: {change!r}"
+    return new, patience, ""
+
+
+def candidate_changes(spec: dict) -> dict[str, dict]:
+    """The vocabulary of single changes (engine keys) for the label and the baselines: 8 of LCBench's
+    12 (no weight decay /10, batch /4, x4, dropout down), to keep the retraining to minutes."""
+    lr, wd, d = spec["lr"], spec["weight_decay"], spec["dropout"]
+    return {
+        "lr x0.1": {"lr": lr * 0.1}, "lr x0.3": {"lr": lr * 0.3}, "lr x3": {"lr": lr * 3}, "lr x10": {"lr": lr * 10},
+        "weight decay x10": {"weight_decay": max(wd * 10, 1e-3)}, "weight decay off": {"weight_decay": 0.0},
+        "momentum 0.9": {"momentum": 0.9}, "dropout up": {"dropout": 0.3 if d < 0.2 else min(0.9, d + 0.2)},
+    }
+
+
+# ------------------------------------------------------------------------------------ retraining
+
+class Retrainer:
+    """Val_loss curves by (library, spec), cached in var/devset_cache_<library>.json (one file a
+    library, so the libraries can be measured by separate processes at once)."""
+
+    def __init__(self, folder: Path = CACHE_DIR):
+        self.folder = folder
+        self.caches: dict[str, dict] = {}
+        self.trained, self.seconds = 0, 0.0
+
+    def _cache(self, library: str) -> dict:
+        if library not in self.caches:
+            path = self.folder / f"devset_cache_{library}.json"
+            self.caches[library] = json.loads(path.read_text()) if path.is_file() else {}
+        return self.caches[library]
+
+    def remember(self, library: str, spec: dict, curve: list[float]):
+        self._cache(library).setdefault(self.key(library, spec), [v if math.isfinite(v) else "inf" for v in curve])
+
+    @staticmethod
+    def key(library: str, spec: dict) -> str:
+        text = json.dumps({"library": library, **{k: v for k, v in spec.items() if k != "name"}}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def curve(self, library: str, spec: dict) -> list[float]:
+        k, cache = self.key(library, spec), self._cache(library)
+        if k not in cache:
+            t0 = time.perf_counter()
+            with quiet():
+                curve = TRAIN[library](spec)
+            cache[k] = [v if math.isfinite(v) else "inf" for v in curve]
+            self.trained += 1
+            self.seconds += time.perf_counter() - t0
+        return [float(v) for v in cache[k]]
+
+    def best(self, library: str, spec: dict, patience: Optional[int] = None) -> float:
+        curve = self.curve(library, spec)
+        if patience:
+            best, since = math.inf, 0
+            for v in curve:
+                if v < best:
+                    best, since = v, 0
+                else:
+                    since += 1
+                    if since >= patience:
+                        break
+            return best
+        return min(curve)
+
+    def save(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for library, cache in self.caches.items():
+            path = self.folder / f"devset_cache_{library}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache))
+            tmp.replace(path)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Lightning's and transformers' banners and warnings off while training."""
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers",
+                                              "lightning.pytorch.utilities.rank_zero", "mlflow", "alembic",
+                                              "lightning.fabric.utilities.rank_zero", "pytorch_lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+# ------------------------------------------------------------------------------------- MLflow runs
+
+@contextlib.contextmanager
+def environ(**values):
+    """Environment variables set for the block, restored after."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def mlflow_store(tracking_uri: Optional[str] = None):
+    """A real MLflow store: the given URI, or SQLite in a temporary directory (removed after)."""
+    import mlflow
+
+    with contextlib.ExitStack() as stack:
+        if tracking_uri is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="devset-mlflow-"))
+            tracking_uri = f"sqlite:///{tmp}/mlflow.db"
+            artifacts = f"{tmp}/artifacts"
+        else:
+            artifacts = tempfile.mkdtemp(prefix="devset-artifacts-")
+        stack.enter_context(environ(MLFLOW_TRACKING_URI=tracking_uri))
+        old_uri = mlflow.get_tracking_uri()
+        stack.callback(mlflow.set_tracking_uri, old_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient(tracking_uri)
+        if client.get_experiment_by_name("devset") is None:
+            client.create_experiment("devset", artifact_location=artifacts)
+        yield tracking_uri
+
+
+def log_run(library: str, spec: dict, tracking_uri: str) -> tuple[str, list[float]]:
+    """Train and log one run with the library's own MLflow logging; (MLflow run id, val_loss curve)."""
+    import mlflow
+
+    with quiet():
+        if library == "plain":
+            mlflow.set_experiment("devset")
+            with mlflow.start_run(run_name=spec.get("name")) as run:
+                curve = train_plain(spec, log=True)
+            return run.info.run_id, curve
+        if library == "lightning":
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            logger = MLFlowLogger(experiment_name="devset", tracking_uri=tracking_uri, run_name=spec.get("name"))
+            curve = train_lightning(spec, logger=logger)
+            return logger.run_id, curve
+        with environ(MLFLOW_EXPERIMENT_NAME="devset", HF_MLFLOW_LOG_ARTIFACTS="0"):
+            curve = train_hf(spec, log=True)
+        return mlflow.last_active_run().info.run_id, curve
+
+
+POLISH_STEPS = 3
+
+
+def tuned_spec(library: str, spec: dict, retrainer: "Retrainer") -> dict:
+    """The spec moved to its best single candidate change while that helps by HELP or more (at most
+    POLISH_STEPS moves), measured with the plain loop (the same model, optimizer and schedule, and
+    ~5x cheaper than Lightning or the Trainer): a run that no single change is expected to improve.
+    Its label is still measured with its own library."""
+    spec = {k: v for k, v in spec.items() if k != "name"}
+    library = "plain"
+    best = retrainer.best(library, spec)
+    for _ in range(POLISH_STEPS):
+        tried = []
+        for change in candidate_changes(spec).values():
+            new, _, _ = apply_change(library, spec, change)
+            if new is not None and new != spec:
+                tried.append((retrainer.best(library, new), new))
+        if not tried:
+            break
+        value, new = min(tried, key=lambda t: t[0])
+        if improvement(best, value) < HELP:
+            break
+        spec, best = new, value
+    retrainer.save()
+    return spec
+
+
+def runs(libraries=LIBRARIES, regimes=tuple(REGIMES), retrainer=None):
+    """(library, part, name, regime, spec) of every logger run."""
+    out = []
+    for library in libraries:
+        for dataset, seed in DATA[library]:
+            part = "held-out" if (dataset, seed) in HELD_OUT_DATA else "dev"
+            for regime in regimes:
+                spec = spec_for(library, regime, dataset, seed)
+                if regime == "tuned":
+                    spec = tuned_spec(library, spec, retrainer or Retrainer())
+                spec["name"] = f"{library}/{dataset}/{regime}"
+                out.append((library, part, spec["name"], regime, spec))
+    return out
+
+
+def cases(advise, read_run, retrainer: Retrainer, tracking_uri: str, selection=None, progress=print) -> list[Case]:
+    """Log every run, read it back with read_run (as advise --mlflow-run), advise, retrain the top
+    change and every candidate."""
+    out = []
+    for library, part, name, regime, spec in selection or runs():
+        t0 = time.perf_counter()
+        run_id, curve = log_run(library, spec, tracking_uri)
+        base_spec = {k: v for k, v in spec.items() if k != "name"}
+        retrainer.remember(library, base_spec, curve)
+        base = min(curve)
+        answer = advise(read_run(run_id, tracking_uri=tracking_uri))
+        rec = answer["recommendations"][0] if answer["recommendations"] else None
+        rec_best, why = None, ""
+        if rec:
+            new, patience, why = apply_change(library, base_spec, rec["change"])
+            rec_best = retrainer.best(library, new, patience) if new is not None else None
+        results = {}
+        for cname, change in candidate_changes(base_spec).items():
+            new, patience, _ = apply_change(library, base_spec, change)
+            results[cname] = None if new is None else (base if new == base_spec and not patience
+                                                       else retrainer.best(library, new, patience))
+        retrainer.save()
+        case = Case(source=library, part=part, name=name, regime=regime, base=base, candidates=results, rec=rec,
+                    rec_best=rec_best, diagnosis=answer["diagnoses"][0]["id"] if answer["diagnoses"] else "",
+                    notes={"why_na": why, "run_id": run_id, "best_epoch": curve.index(base) + 1 if math.isfinite(base) else None,
+                           "seconds": time.perf_counter() - t0})
+        out.append(case)
+        if progress:
+            progress(f"  {name:36s} {case.diagnosis:14s} {(rec or {}).get('rule', '(none)'):34s} {case.status:8s} "
+                     f"{'problem' if case.problem else 'tuned'} ({case.notes['seconds']:.0f}s)")
+    return out
+
+
+def run(advise, tracking_uri: Optional[str] = None, libraries=LIBRARIES, progress=print) -> list[Case]:
+    """All logger runs of the libraries in a fresh (or the given) MLflow store, with the shared
+    retraining cache."""
+    from tracking.mlflow_io import read_run
+
+    retrainer = Retrainer()
+    with mlflow_store(tracking_uri) as uri:
+        found = cases(advise, read_run, retrainer, uri, runs(libraries, retrainer=retrainer), progress)
+    if progress:
+        progress(f"loggers: {len(found)} runs, {retrainer.trained} trainings this time ({retrainer.seconds:.0f}s)")
+    return found

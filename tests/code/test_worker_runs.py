@@ -54,3 +54,31 @@ def test_a_script_that_raises_fails_with_its_exit_code_and_traceback(celery_work
     assert run.status_reason.startswith("exit code 1")
     assert "RuntimeError: raised on purpose in epoch 2" in run.status_reason
     assert "Traceback" in CodeRun.objects.get(run=run).output
+
+
+def test_a_killed_worker_leaves_the_run_failed_as_worker_lost_and_the_script_ends(
+        celery_worker_process, register, team_users, mlflow_client):
+    import signal
+    from datetime import timedelta
+
+    from workers.recovery import recover_stalled_runs
+
+    code = register("pytorch-plain")
+    run = code_run_create(code=code, owner=team_users["admin"], parameters={"epochs": 200, "epoch_seconds": 0.5})
+    wait_for(lambda: Run.objects.get(pk=run.pk).epoch >= 1, 90, "first epoch", log=celery_worker_process.log)
+    celery_worker_process.kill(signal.SIGKILL)
+    run.refresh_from_db()
+
+    def logged():
+        return len(mlflow_client.get_metric_history(run.mlflow_run_id, "val_loss"))
+    time.sleep(1.5)
+    before = logged()
+    time.sleep(2)
+    assert logged() == before  # the script died with its worker (it logs an epoch every 0.5 s)
+    assert recover_stalled_runs(timeout=timedelta(minutes=2)) == ([], [])  # within the heartbeat timeout
+    requeued, failed = recover_stalled_runs(timeout=timedelta(0))
+    assert (requeued, failed) == ([], [run.pk])
+    run.refresh_from_db()
+    assert run.status == "failed" and run.status_reason.startswith("worker lost")
+    assert "not resumed" in run.status_reason
+    assert mlflow_client.get_run(run.mlflow_run_id).info.status == "FAILED"

@@ -256,9 +256,13 @@ def _unstable(f: Features):
     cands = []
     if f.val is not None and len(f.val.raw) >= 5:
         # a val curve on a small val set is noisier than an epoch mean of train losses
-        cands.append((max(ramp(f.val.jitter, 0.08, 0.25), ramp(f.val.big_ups, 0.15, 0.4)), "val_loss", f.val))
+        # swings around the trend count only where the curve goes up at times (a fast monotone
+        # descent leaves residuals around a short curve's smoothing, but does not oscillate)
+        cands.append((max(ramp(f.val.jitter, 0.08, 0.25) * ramp(f.val.up_share, 0.1, 0.3),
+                          ramp(f.val.big_ups, 0.15, 0.4)), "val_loss", f.val))
     if f.train is not None and len(f.train.raw) >= 5:
-        t_sev = max(ramp(f.train.jitter, 0.04, 0.15), ramp(f.train.big_ups, 0.08, 0.25))
+        t_sev = max(ramp(f.train.jitter, 0.04, 0.15) * ramp(f.train.up_share, 0.1, 0.3),
+                    ramp(f.train.big_ups, 0.08, 0.25))
         spe = f.curves.steps_per_epoch
         if f.step_noise is not None and spe:
             # an epoch mean of `spe` noisy steps jitters by about step_noise / sqrt(spe) by sampling
@@ -442,6 +446,7 @@ def _underfitting(f: Features):
     evidence = max(strong, ramp(level, 0.7, 0.9))
     refit = 1.0 - ramp(t.rise_from_min, 0.1, 0.3) * (0.0 if smooth_rise else 1.0)
     sev = flat * refit * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.08, 0.25))
+    sev *= 1.0 - ramp(level, 1.05, 1.3)  # a loss that ended above its untrained level diverged
     if sev >= 0.2:
         sev = min(1.0, sev * (1.0 + reg))  # strong regularisation in the config explains what the curves show
     if sev <= 0:
@@ -577,10 +582,7 @@ def diagnose(f: Features) -> list[Diagnosis]:
     failed = next((d for d in found if d.facts.get("failed_to_learn") or d.facts.get("above_untrained")), None)
     if failed is not None:
         # a run that learned nothing (or ended worse than untrained) has not "not converged"
-        for d in found:
-            if d.id in ("not_converged", "plateau"):
-                d.severity = min(d.severity, failed.severity - 0.15, FINDING - 0.01)
-        found = [d for d in found if d.severity > 0.05]
+        found = [d for d in found if d.id not in ("not_converged", "plateau")]
     found.sort(key=lambda d: (-round(d.severity, 1), -PRIORITY[d.id]))
     findings = [d for d in found if d.severity >= FINDING]
     if findings:

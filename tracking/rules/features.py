@@ -220,6 +220,7 @@ class CurveShape:
     jitter: float  # RMS of the residual around the smooth curve, relative to its level (later 80%)
     big_ups: float  # share of epochs whose value rose > 10% of the level over the previous epoch
     flat_since: int  # index from which the curve stays within 5% of the total descent of its end
+    up_share: float = 0.0  # share of epochs whose value rose at all (0 on a monotone descent)
 
 
 def shape(x: np.ndarray, floor: float) -> CurveShape | None:
@@ -241,6 +242,9 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     with np.errstate(invalid="ignore"):
         ups = (np.diff(fx) / denom[1:])[start:] > 0.10
     big_ups = float(ups.mean()) if ups.size else 0.0
+    with np.errstate(invalid="ignore"):
+        rises = (np.diff(fx) > 0)[start:]
+    up_share = float(rises.mean()) if rises.size else 0.0
     tol = 0.05 * max(s[0] - s[-1], 0.0) + 2 * jitter * abs(s[-1]) + 0.01 * floor
     far = np.nonzero(np.abs(s - s[-1]) > tol)[0]
     flat_since = int(far[-1] + 1) if far.size else 0
@@ -248,7 +252,7 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     return CurveShape(raw=x, smooth=s, first=float(s[0]), last=float(s[-1]), min=smin, argmin=argmin,
                       raw_min=float(fx[raw_argmin]), raw_argmin=raw_argmin, late_share=late_share,
                       rise_from_min=float((s[-1] - smin) / (abs(smin) + floor)), jitter=jitter,
-                      big_ups=big_ups, flat_since=flat_since)
+                      big_ups=big_ups, flat_since=flat_since, up_share=up_share)
 
 
 @dataclass

@@ -261,3 +261,31 @@ def test_a_checkpoint_of_version_1_with_one_optimizer_state_per_layer_resumes_ex
     old = {**ckpt, "version": 1, "optimizer": {"state": per_layer, "param_groups": [group]}}
     resumed = Training(config, checkpoint=old).fit()
     assert resumed.history == full.history
+
+
+def test_a_large_model_keeps_one_tensor_a_layer_and_resumes_exactly_with_gradient_clipping():
+    """Above FLAT_MAX_BYTES the optimizer keeps one tensor a layer and the gradients are set to
+    None each step (the backward hands its fresh ones over); clipping works on them, and a
+    checkpoint that records this layout resumes exactly."""
+    from workers.engine import FLAT_MAX_BYTES
+
+    config = cfg(epochs=3, width=512, depth=2, optimizer="adam", lr=0.003, grad_clip=0.5)
+    t = Training(config)
+    assert sum(p.numel() * 4 for p in t.params) > FLAT_MAX_BYTES
+    assert t.flat_grad is None and len(t.optimizer.param_groups[0]["params"]) == len(t.params)
+    small = Training(cfg(epochs=1))
+    assert small.flat_grad is not None
+    full = t.fit()
+    saved = {}
+
+    class SaveAt1(Callback):
+        def on_epoch_end(self, training):
+            if training.epoch == 1:
+                saved["ckpt"] = training.checkpoint()
+                training.stop("crash", status="stopped")
+
+    fit(config, callbacks=[SaveAt1()])
+    assert saved["ckpt"]["flat_optimizer"] is False
+    resumed = Training(config, checkpoint=saved["ckpt"]).fit()
+    assert resumed.history == full.history
+    assert max(v for _, v in full.history["grad_norm"]) > 0.5  # clipping had work to do

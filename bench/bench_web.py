@@ -52,13 +52,19 @@ def p95(samples):
     return statistics.quantiles(samples, n=20)[18] if len(samples) >= 20 else max(samples)
 
 
-def timed(fn, repeat=REPEAT):
+CPU = {}  # figure -> median CPU ms of this process per call (what the code costs, whatever the load)
+
+
+def timed(fn, repeat=REPEAT, name=None):
     fn()  # warm-up
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    if name:
+        CPU[name] = statistics.median(cpu)
     return samples
 
 
@@ -169,6 +175,22 @@ class Gunicorn:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(self.port, "/accounts/login/", proc=self.proc)
 
+    def cpu_seconds(self):
+        """CPU seconds used so far by the master and its workers (from /proc)."""
+        pids = [self.proc.pid]
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        total = 0
+        for pid in pids + [int(c) for c in children]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def timed(self, path, cookie, repeat=HTTP_REPEAT):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Cookie": cookie}
@@ -182,10 +204,12 @@ class Gunicorn:
         for _ in range(10):  # each worker's first requests (imports, template compilation)
             get()
         samples = []
+        cpu0 = self.cpu_seconds()
         for _ in range(repeat):
             t0 = time.perf_counter()
             get()
             samples.append((time.perf_counter() - t0) * 1000)
+        self.cpu_ms = (self.cpu_seconds() - cpu0) * 1000 / repeat
         conn.close()
         return samples
 
@@ -279,35 +303,45 @@ def main():
     print(f"history SQL queries: {counts[25]} at 25 runs/page, {counts[200]} at 200 runs/page")
 
     print("in-process (Django test client):")
-    history = timed(lambda: web.get(history_url))
+    history = timed(lambda: web.get(history_url), name="history")
     print(f"  history page (25 rows, newest first, 10,000 runs): p50 {statistics.median(history):.1f} ms, "
           f"p95 {p95(history):.1f} ms")
-    filtered = timed(lambda: web.get(history_url + filtered_q))
+    filtered = timed(lambda: web.get(history_url + filtered_q), name="filtered")
     print(f"  history page (filter optimizer, sort best_val_loss, page 3): p50 {statistics.median(filtered):.1f} ms, "
           f"p95 {p95(filtered):.1f} ms")
-    history200 = timed(lambda: web.get(history_url, {"size": 200}), repeat=30)
+    history200 = timed(lambda: web.get(history_url, {"size": 200}), repeat=30, name="history200")
     print(f"  history page (200 rows): p50 {statistics.median(history200):.1f} ms, p95 {p95(history200):.1f} ms")
-    run_page = timed(lambda: web.get(run_url))
+    run_page = timed(lambda: web.get(run_url), name="run page")
     print(f"  run page of the 200,000-step run: p50 {statistics.median(run_page):.1f} ms, p95 {p95(run_page):.1f} ms")
     data = web.get(data_url).json()
     n_chart = {k: len(data["series"][k]["points"]) for k in STEP_KEYS}
-    chart = timed(lambda: web.get(data_url))
+    chart = timed(lambda: web.get(data_url), name="data.json")
     print(f"  data.json ({'/'.join(str(n) for n in n_chart.values())} of {N_STEPS} points of "
           f"{'/'.join(STEP_KEYS)}, and the epoch metrics): p50 {statistics.median(chart):.1f} ms, "
           f"p95 {p95(chart):.1f} ms")
 
+    print("  CPU time of this process per request (median; what the code costs whatever the load): "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in CPU.items()))
+
     cookie = session_cookie(web)
     print(f"under gunicorn (2 workers, loopback HTTP, {HTTP_REPEAT} requests each, one client):")
     g = Gunicorn()
+    server_cpu = {}
     try:
-        g_run, g_data = g.timed(run_url, cookie), g.timed(data_url, cookie)
+        g_run = g.timed(run_url, cookie)
+        server_cpu["run page"] = g.cpu_ms
+        g_data = g.timed(data_url, cookie)
+        server_cpu["data.json"] = g.cpu_ms
         g_filtered = g.timed(history_url + filtered_q, cookie, repeat=100)
+        server_cpu["history filtered + sorted, page 3"] = g.cpu_ms
         g_200 = g.timed(history_url + "?size=200", cookie, repeat=60)
+        server_cpu["history, 200 rows"] = g.cpu_ms
     finally:
         g.stop()
     for name, s in (("run page", g_run), ("data.json", g_data), ("history filtered + sorted, page 3", g_filtered),
                     ("history, 200 rows", g_200)):
-        print(f"  {name}: p50 {statistics.median(s):.1f} ms, p95 {p95(s):.1f} ms, max {max(s):.0f} ms")
+        print(f"  {name}: p50 {statistics.median(s):.1f} ms, p95 {p95(s):.1f} ms, max {max(s):.0f} ms; "
+              f"gunicorn's CPU {server_cpu[name]:.1f} ms a request (mean)")
     g = Gunicorn(config=None)
     try:
         d_run, d_data = g.timed(run_url, cookie), g.timed(data_url, cookie)

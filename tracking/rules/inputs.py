@@ -2,9 +2,10 @@
 
 A run input is plain data: {"config", "metrics": {name: [[step, value], ...]},
 "steps_per_epoch", "status"}. Values may be NaN or infinite (also written as the
-strings "nan", "inf", "-inf"). Every point of every series is checked: a point that is
-not a pair of numbers (a bool, null, a string other than nan/inf, three numbers) is
-refused, naming the metric and the point's index. The config is read, never validated:
+strings "nan", "inf", "-inf"; a numeric string is read as its number). Every point of
+every series is checked: a point that is not a pair of numbers (a bool, null, a string
+other than a number or nan/inf, three numbers) is refused, naming the metric and the
+point's index. The config is read, never validated:
 an external run may hold any keys.
 
 Metric names of other loggers (Lightning, Hugging Face, Keras, plain scripts) are read
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 
 import numpy as np
@@ -55,7 +57,7 @@ class RunInput:
 
 
 # Metrics the engine only summarises (percentiles, constant or not, the schedule's shape): a long
-# series of these is checked whole but converted every k-th point, so 3 x 200,000 step points stay fast.
+# series of these is checked whole, then kept every k-th point.
 SUMMARISED = ("lr", "grad_norm", "train_accuracy", "val_accuracy", "epoch")
 SUMMARY_POINTS = 20_000
 _step_of, _value_of = itemgetter(0), itemgetter(1)
@@ -76,7 +78,7 @@ def _bad_point(where: str, points) -> RunInputError:
     return RunInputError(where, "every point must be a [step, value] pair of numbers")
 
 
-def _column(where: str, points, column: list, summarised: bool) -> np.ndarray:
+def _column(where: str, points, column: list) -> np.ndarray:
     """One column (steps or values) as float64; every entry checked, strings nan/inf read."""
     types = set(map(type, column))
     if not types <= NUMBER_TYPES:
@@ -84,9 +86,29 @@ def _column(where: str, points, column: list, summarised: bool) -> np.ndarray:
                 type(v) in NUMBER_TYPES or v.strip().lower() in NONFINITE for v in column):
             raise _bad_point(where, points)
         column = [NONFINITE[v.strip().lower()] if type(v) is str else v for v in column]
-    if summarised and len(column) > SUMMARY_POINTS:
-        column = column[:: len(column) // SUMMARY_POINTS]
     return np.fromiter(column, dtype=float, count=len(column))
+
+
+def _fast(points, n: int):
+    """Steps and values of a well-formed series in one C-level pass; None when a point needs a look.
+    np.fromiter reads True as 1, None as nan and "nan"/"inf" strings as their values, so the points
+    that came out 0, 1 or non-finite (few in a loss curve) are looked at one by one."""
+    try:
+        if set(map(len, points)) != {2}:
+            return None
+        flat = np.fromiter(chain.from_iterable(points), dtype=float, count=2 * n)
+    except (TypeError, ValueError):
+        return None
+    with np.errstate(invalid="ignore"):
+        suspects = np.flatnonzero((flat == 0.0) | (flat == 1.0) | ~np.isfinite(flat))
+    for i in suspects.tolist():
+        v = points[i >> 1][i & 1]
+        if type(v) is bool or v is None or (type(v) is str and (i & 1 == 0 or v.strip().lower() not in NONFINITE)):
+            return None
+    if not isinstance(points[0], (list, tuple)) or not isinstance(points[-1], (list, tuple)):
+        return None
+    pairs = flat.reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def _series(name: str, points) -> Series:
@@ -95,13 +117,19 @@ def _series(name: str, points) -> Series:
         raise RunInputError(where, "must be a list of [step, value] pairs")
     if not points:
         return Series(np.empty(0), np.empty(0))
-    if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {2}:
-        raise _bad_point(where, points)
-    summarised = loggers.canonical_name(name) in SUMMARISED
-    steps = _column(where, points, list(map(_step_of, points)), summarised)
-    values = _column(where, points, list(map(_value_of, points)), summarised)
+    found = _fast(points, len(points))
+    if found is None:  # something is off somewhere: read it column by column, naming the first bad point
+        if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {2}:
+            raise _bad_point(where, points)
+        steps = _column(where, points, list(map(_step_of, points)))
+        values = _column(where, points, list(map(_value_of, points)))
+    else:
+        steps, values = found
     if not np.isfinite(steps).all():
         raise _bad_point(where, points)
+    if loggers.canonical_name(name) in SUMMARISED and len(steps) > SUMMARY_POINTS:
+        k = len(steps) // SUMMARY_POINTS
+        steps, values = steps[::k], values[::k]
     if steps.size > 1 and (np.diff(steps) < 0).any():
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]

@@ -237,16 +237,17 @@ class Follower:
         self.last_analysis = time.monotonic()
 
     def poll(self, final=False):
-        from tracking.code.progress import as_history, design_metrics, progress_fields
+        from tracking.code.progress import as_history, design_metrics, last_value, progress_fields
         from tracking.code.series import series_replace
         from tracking.mlflow_io import read_run
         from tracking.models import Run
         from tracking.series import series_append
 
-        self.metrics, spe = design_metrics(read_run(self.mlflow_run_id, client=self.client))
+        data = read_run(self.mlflow_run_id, client=self.client)
+        self.metrics, spe = design_metrics(data)
         (series_replace if final else series_append)(self.run.pk, as_history(self.metrics))
         fields = progress_fields(self.metrics, total_epochs=self.run.config.get("epochs"), steps_per_epoch=spe,
-                                 elapsed=time.monotonic() - self.started)
+                                 elapsed=time.monotonic() - self.started, epoch_metric=last_value(data, "epoch"))
         self.epochs_done = fields["epoch"]
         Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now(), **fields)
 

@@ -132,3 +132,15 @@ def test_the_autopilot_tunes_a_code_run_with_the_changes_its_parameters_can_take
     assert first.kind == "code" and first.parent == run and first.code_run.code == code
     assert first.code_run.parameters["lr"] == 0.15 and first.code_run.parameters["max_epochs"] == 6
     assert pilot.rounds.get().rule == "not_converged.raise_lr"
+
+
+def test_progress_counts_epochs_from_the_curves_or_an_epoch_metric():
+    from tracking.code.progress import progress_fields
+
+    curves = {"train_loss": [(s, 1.0) for s in range(30)], "val_loss": [(1, 1.0), (2, 0.9), (3, 0.8)]}
+    done = progress_fields(curves, total_epochs=6, steps_per_epoch=10, elapsed=30.0)
+    assert (done["epoch"], done["step"], done["total_steps"]) == (3, 30, 60) and done["eta_seconds"] == 30.0
+    only_epoch = progress_fields({"train_loss": [(0, 1.0)]}, total_epochs=4, steps_per_epoch=None, elapsed=10.0,
+                                 epoch_metric=2.5)  # a fractional `epoch` (epochs done), no epoch-level curve
+    assert (only_epoch["epoch"], only_epoch["step"], only_epoch["total_steps"]) == (2, 2, 4)
+    assert "total_steps" not in progress_fields(curves, total_epochs=None, steps_per_epoch=None, elapsed=1.0)

@@ -22,7 +22,7 @@ from tracking.models import Run
 
 from . import mapping
 from .models import Code, ExternalRun, FollowedExperiment
-from .progress import as_history, best, progress_fields
+from .progress import as_history, best, last_value, progress_fields
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +180,14 @@ def sync_run(f: FollowedExperiment, ext: ExternalRun | None, mlflow_run, client,
     keys = mapping.key_map(params)
     config = mapping.config_from({k: coerce(v) for k, v in params.items()}, keys)
     try:
-        metrics, spe = design_metrics(read_run(info.run_id, client=client))
+        data = read_run(info.run_id, client=client)
     except RunNotFound:
         return 0
+    metrics, spe = design_metrics(data)
     started, ended = _time(info.start_time), _time(info.end_time)
     elapsed = ((ended or timezone.now()) - started).total_seconds() if started else None
-    fields = progress_fields(metrics, total_epochs=config.get("epochs"), steps_per_epoch=spe, elapsed=elapsed)
+    fields = progress_fields(metrics, total_epochs=config.get("epochs"), steps_per_epoch=spe, elapsed=elapsed,
+                             epoch_metric=last_value(data, "epoch"))
     fields.update(best(metrics), status=status, name=(info.run_name or info.run_id)[:200], config=config,
                   started_at=started, finished_at=ended if status != Run.Status.RUNNING else None,
                   heartbeat_at=timezone.now())

@@ -34,15 +34,24 @@ def design_metrics(run_input: dict) -> tuple[dict, int | None]:
             read.steps_per_epoch)
 
 
-def epochs_done(metrics: dict) -> int:
+def epochs_done(metrics: dict, epoch_metric=None) -> int:
+    """From the epoch-level curves, or an `epoch` metric (epochs done, or Lightning's 0-based
+    current epoch) when it says more."""
     last = [finite(points[-1][0]) for k in EPOCH_KEYS if (points := metrics.get(k))]
-    return max((int(v + 1e-6) for v in last if v is not None), default=0)
+    epoch = finite(epoch_metric)
+    return max([int(v + 1e-6) for v in last if v is not None] + ([int(epoch + 1e-6)] if epoch else []), default=0)
 
 
-def progress_fields(metrics: dict, *, total_epochs, steps_per_epoch, elapsed) -> dict:
+def last_value(run_input: dict, name: str):
+    points = (run_input.get("metrics") or {}).get(name) or []
+    return points[-1][1] if points else None
+
+
+def progress_fields(metrics: dict, *, total_epochs, steps_per_epoch, elapsed, epoch_metric=None) -> dict:
     """Run fields: epoch, step, total_steps, steps_per_epoch, eta_seconds, latest_metrics
-    (`metrics` on DESIGN names and axes, as from design_metrics)."""
-    done = epochs_done(metrics)
+    (`metrics` on DESIGN names and axes, as from design_metrics; `epoch_metric` the last value of
+    a logged `epoch` metric, if any)."""
+    done = epochs_done(metrics, epoch_metric)
     fields = dict(epoch=done, latest_metrics={k: encode(p[-1][1]) for k, p in metrics.items() if p})
     total = total_epochs if isinstance(total_epochs, int) and not isinstance(total_epochs, bool) \
         and total_epochs >= 1 else None

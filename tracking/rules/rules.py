@@ -324,8 +324,15 @@ class Rule:
     boost: Optional[Callable[[Context], float]] = None  # extra confidence from the config, 0..0.3
 
     def confidence_for(self, ctx: Context) -> float:
+        """The chance the change helps: the rule's record on its diagnosis, moved by the config's
+        priors, times how sure the diagnosis is. A diagnosis whose cause the curves leave open (a run
+        that collapsed or learned nothing, its cause read from the config) counts less."""
         base = self.confidence + (self.boost(ctx) if self.boost else 0.0)
-        return min(0.95, base) * (0.75 + 0.25 * ctx.diagnosis.severity)
+        sure = 0.75 + 0.25 * ctx.diagnosis.severity
+        if ctx.diagnosis.facts.get("collapsed") or ctx.diagnosis.facts.get("failed_to_learn"):
+            # more so when the curve is compared with its first epoch, not a known untrained level
+            sure *= 0.7 if ctx.features.untrained_known else 0.55
+        return max(0.0, min(0.95, base)) * sure
 
 
 def _always(ctx):
@@ -431,11 +438,13 @@ RULES: list[Rule] = [
     Rule("underfitting.raise_lr", "underfitting", _always, _raise_lr_underfit,
          "The loss stalls high: a larger LR moves training from underfitting towards fitting (Smith, 2018); "
          "10x when the run learned nothing or the LR is far below its optimizer's usual range.", 0.45,
-         boost=lambda c: 0.35 * lr_is_low(c.config)),
+         boost=lambda c: 0.1 * lr_is_low(c.config)),
     # Not converged: still improving when it stopped.
     Rule("not_converged.add_momentum", "not_converged", lambda c: c.plain_sgd and c.config["lr"] <= 0.1,
          _momentum, "Plain SGD converges slowly; momentum 0.9 (about 10x the effective step) is the "
-                    "standard fix: always use momentum with SGD.", 0.75),
+                    "standard fix: always use momentum with SGD.", 0.75,
+         # from some momentum already, 0.9 multiplies the effective step lr/(1-m) less: less to expect
+         boost=lambda c: -0.4 * ramp(c.config["momentum"], 0.0, 0.5)),
     Rule("not_converged.sgd_to_adam", "not_converged",
          lambda c: c.optimizer == "sgd" and c.config["lr"] <= 0.01 and c.diagnosis.facts.get("late_share", 0) >= 0.2,
          _sgd_to_adam, "SGD with a small LR explores slowly; Adam converges faster for early exploration.", 0.5),

@@ -144,3 +144,15 @@ def test_progress_counts_epochs_from_the_curves_or_an_epoch_metric():
                                  epoch_metric=2.5)  # a fractional `epoch` (epochs done), no epoch-level curve
     assert (only_epoch["epoch"], only_epoch["step"], only_epoch["total_steps"]) == (2, 2, 4)
     assert "total_steps" not in progress_fields(curves, total_epochs=None, steps_per_epoch=None, elapsed=1.0)
+
+
+def test_the_script_gets_the_workers_gpu_and_mlflow_run_but_no_database_or_secret(monkeypatch):
+    from workers.project_runs import script_env
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setenv("DATABASE_URL", "postgres://runwise:secret@db/runwise")
+    env = script_env("abc123", "7", "sqlite:////tmp/x.db")
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert (env["MLFLOW_RUN_ID"], env["MLFLOW_EXPERIMENT_ID"], env["MLFLOW_TRACKING_URI"]) == (
+        "abc123", "7", "sqlite:////tmp/x.db")
+    assert "DATABASE_URL" not in env and "SECRET_KEY" not in env and "DJANGO_SETTINGS_MODULE" not in env

@@ -55,6 +55,9 @@ def test_a_followed_experiments_runs_are_imported_read_only_with_mapped_params(t
     assert {s.key for s in run.series.all()} == {"train_loss", "val_loss"}
     assert [p[0] for p in run.series.get(key="val_loss").points] == [1, 2, 3, 4]  # on epochs, not global steps
     assert import_followed() == 0  # an ended run is not read again
+    mlflow_client.set_tag(mlflow_id, "mlflow.runName", "renamed-run")  # renamed in MLflow's UI
+    before = snapshot(mlflow_client, mlflow_id)
+    assert import_followed() == 1 and Run.objects.get(pk=run.pk).name == "renamed-run"
     assert snapshot(mlflow_client, mlflow_id) == before  # nothing written back to MLflow
     followed.refresh_from_db()
     assert followed.state == "" and followed.experiment_name == "their-experiment" and followed.checked_at

@@ -176,7 +176,9 @@ def sync_run(f: FollowedExperiment, ext: ExternalRun | None, mlflow_run, client,
     status = STATUS.get(info.status, Run.Status.RUNNING)
     params = dict(mlflow_run.data.params)
     if ext is not None and ext.mlflow_status == info.status and ext.run.is_final() and not ext.state:
-        return 0  # ended and imported already: nothing moves in a finished run
+        # ended and imported already: its curves do not move; a rename in MLflow is followed
+        name = (info.run_name or info.run_id)[:200]
+        return Run.objects.filter(pk=ext.run_id).exclude(name=name).update(name=name)
     keys = mapping.key_map(params)
     config = mapping.config_from({k: coerce(v) for k, v in params.items()}, keys)
     try:

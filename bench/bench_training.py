@@ -258,14 +258,14 @@ def queue_latency(run_factory, n):
             t0 = time.perf_counter()
             enqueue_run(run.pk)
             first = None
-            while time.perf_counter() - t0 < 30:
+            while time.perf_counter() - t0 < 120:  # a loaded machine: slow, still measured
                 mlflow_run_id = Run.objects.values_list("mlflow_run_id", flat=True).get(pk=run.pk)
                 if mlflow_run_id and client.get_metric_history(mlflow_run_id, "train_loss"):
                     first = time.perf_counter() - t0
                     break
                 time.sleep(0.01)
             if first is None:
-                raise RuntimeError("no step logged within 30 s:\n" + log_path.read_text()[-2000:])
+                raise RuntimeError("no step logged within 120 s:\n" + log_path.read_text()[-2000:])
             while Run.objects.values_list("status", flat=True).get(pk=run.pk) not in Run.FINAL:
                 time.sleep(0.02)
             if i:

@@ -339,6 +339,13 @@ def _always(ctx):
     return True
 
 
+def _step_headroom(ctx) -> float:
+    """0..1: how close SGD's effective step lr/(1-0.9) with momentum 0.9 (after _momentum's own LR
+    cap) comes to the top of the usual range (0.1 is its middle, 0.5 where 'high' starts)."""
+    step = _momentum(ctx).get("lr", ctx.config["lr"]) / (1.0 - 0.9)
+    return ramp(math.log10(max(step, 1e-12)), math.log10(0.1), math.log10(0.5))
+
+
 def _can_batch_norm(ctx):
     """Batch norm off, in a config that has the knob (an external model may not have one)."""
     return "batch_norm" in ctx.has and not ctx.config["batch_norm"]
@@ -443,8 +450,9 @@ RULES: list[Rule] = [
     Rule("not_converged.add_momentum", "not_converged", lambda c: c.plain_sgd and c.config["lr"] <= 0.1,
          _momentum, "Plain SGD converges slowly; momentum 0.9 (about 10x the effective step) is the "
                     "standard fix: always use momentum with SGD.", 0.75,
-         # from some momentum already, 0.9 multiplies the effective step lr/(1-m) less: less to expect
-         boost=lambda c: -0.4 * ramp(c.config["momentum"], 0.0, 0.5)),
+         # from some momentum already, 0.9 multiplies the effective step lr/(1-m) less: less to expect;
+         # and a new effective step near the top of SGD's usual range risks overshooting
+         boost=lambda c: -0.4 * ramp(c.config["momentum"], 0.0, 0.5) - 0.3 * _step_headroom(c)),
     Rule("not_converged.sgd_to_adam", "not_converged",
          lambda c: c.optimizer == "sgd" and c.config["lr"] <= 0.01 and c.diagnosis.facts.get("late_share", 0) >= 0.2,
          _sgd_to_adam, "SGD with a small LR explores slowly; Adam converges faster for early exploration.", 0.5),

@@ -41,7 +41,7 @@ def test_a_user_signs_in_sets_up_runs_and_watches_one(page, team_users, redis_se
                                 count=50, last_step=49)
     MetricSeries.objects.create(run=run, key="val_loss", points=[[1, 1.2], [2, 0.9]], count=2, last_step=2)
     Run.objects.filter(pk=run.pk).update(status="running", epoch=2, step=50, total_steps=75, eta_seconds=12)
-    page.wait_for_function("document.getElementById('charts').dataset.points === '52'", timeout=2500)
+    page.wait_for_function("() => document.getElementById('charts').dataset.points === '52'", timeout=2500)
     assert page.locator("#run-status").inner_text() == "running"
     assert "step 50/75" in page.locator("#progress-text").inner_text()
     assert page.locator("#chart-train_loss canvas").count() == 1

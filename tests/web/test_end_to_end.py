@@ -21,7 +21,7 @@ def test_a_run_set_up_in_the_browser_trains_and_its_page_follows_it(page, team_u
     run = Run.objects.get(name="e2e")
 
     # The page polls while the run is not final and reloads once it is.
-    page.wait_for_function("document.getElementById('run-status').textContent === 'succeeded'", timeout=120_000)
+    page.wait_for_function("() => document.getElementById('run-status').textContent === 'succeeded'", timeout=120_000)
     page.wait_for_selector("#chart-val_loss, #chart-loss_epoch canvas")
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, (run.status, run.status_reason, celery_worker_process.log()[-2000:])

@@ -101,5 +101,5 @@ def test_an_interim_diagnosis_shows_on_the_page_while_the_run_trains(page, team_
     # ...and the page goes on until the final analysis of the stopped run is shown, without a reload.
     final = wait_for(lambda: (lambda r: r.analysed_at if r.analysed_at and r.analysed_at >= r.finished_at else None)(
         Run.objects.get(pk=run.pk)), 60, "the final analysis", log=logs)
-    page.wait_for_function(f"document.getElementById('recommendations').dataset.analysedAt === '{final.isoformat()}'",
+    page.wait_for_function(f"() => document.getElementById('recommendations').dataset.analysedAt === '{final.isoformat()}'",
                            timeout=10_000)

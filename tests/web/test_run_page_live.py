@@ -30,7 +30,7 @@ def test_the_elapsed_time_counts_while_the_run_trains(page, team_users):
     page.goto(f"/runs/{run.pk}/")
     first = seconds(page.locator("#duration").inner_text())
     assert 124 <= first <= 135 and page.locator("#duration-label").inner_text() == "elapsed"
-    page.wait_for_function(f"document.getElementById('duration').textContent !== '{page.locator('#duration').inner_text()}'",
+    page.wait_for_function(f"() => document.getElementById('duration').textContent !== '{page.locator('#duration').inner_text()}'",
                            timeout=3000)
     assert seconds(page.locator("#duration").inner_text()) > first
 
@@ -51,7 +51,7 @@ def test_the_page_shows_the_final_analysis_when_it_comes_after_the_end(page, tea
     # The run ends; its final analysis is stored 4 s later (the short worker's queue).
     finished = timezone.now()
     Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED, finished_at=finished)
-    page.wait_for_function("document.getElementById('run-status').textContent === 'succeeded'", timeout=5000)
+    page.wait_for_function("() => document.getElementById('run-status').textContent === 'succeeded'", timeout=5000)
     page.wait_for_timeout(4000)
     final = dict(ANALYSIS, diagnoses=[dict(ANALYSIS["diagnoses"][0], id="not_converged", severity=0.6,
                                            evidence="val_loss still falling 3% an epoch")])

@@ -256,14 +256,15 @@ class MlflowWriter:
                     self._jobs_ready.notify_all()
 
     def _stage(self, run_id, artifact_path, filename, obj, artifact_uri, on_staged):
-        """Serialise obj to a file and hand the file to the writer process: beside its final
-        place in a local artifact store (the writer renames it there: atomic, no copy), else in
-        a folder of its own named as the artifact (the writer uploads it, then removes it)."""
+        """Serialise obj to a file and hand the file to the writer process: in a local artifact
+        store, in the run's staging folder beside its artifacts (the writer renames it into place:
+        atomic, no copy; never listed as an artifact while half written), else in a folder of its
+        own named as the artifact (the writer uploads it, then removes it)."""
         import torch
 
         folder = local_artifact_dir(artifact_uri, self.tracking_uri)
         if folder is not None:
-            folder = Path(folder, artifact_path or "")
+            folder = staging_dir(folder)
             folder.mkdir(parents=True, exist_ok=True)
             fd, staged = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
             os.close(fd)
@@ -350,6 +351,13 @@ def _artifact_repo(artifact_uri, tracking_uri):
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+
+
+def staging_dir(artifact_dir):
+    """Where a run's local artifacts are staged: a sibling of its artifact folder (same file
+    system, so a rename moves them in; outside what list_artifacts shows)."""
+    artifact_dir = Path(artifact_dir)
+    return artifact_dir.parent / f".{artifact_dir.name}-staging"
 
 
 def _remove_staged(staged, local):
@@ -469,8 +477,9 @@ def _writer_main(tracking_uri, retry, inbox, outbox):
                 local = local_artifact_dir(artifact_uri, tracking_uri) is not None
                 if run_id in failed:
                     _remove_staged(staged, local)
-                elif local:  # staged beside its place: renamed over it, atomically
+                elif local:  # staged beside the run's artifacts: renamed into place, atomically
                     folder = Path(local_artifact_dir(artifact_uri, tracking_uri), artifact_path or "")
+                    folder.mkdir(parents=True, exist_ok=True)
                     attempt(run_id, f"save {artifact_path}/{filename}",
                             functools.partial(os.replace, staged, folder / filename))
                     if run_id in failed:

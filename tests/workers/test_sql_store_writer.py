@@ -147,6 +147,11 @@ def test_a_local_artifact_is_replaced_whole_and_leaves_no_staging_file(store):
         assert "lambda" in writer.error_for(run.info.run_id)  # the run's error: it cannot be pickled
         assert load_checkpoint_file(saved / "last.pt", "cpu")["epoch"] == 2  # the old one, whole
         assert [p.name for p in saved.iterdir()] == ["last.pt"]
+        from workers.mlflow_logging import staging_dir
+
+        staging = staging_dir(uri)  # outside the run's artifacts: never listed while half written
+        assert staging.is_dir() and not staging.is_relative_to(Path(uri)) and list(staging.iterdir()) == []
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/last.pt"]
     finally:
         writer.close()
 

@@ -8,7 +8,9 @@ from django import forms
 
 from .config import DEFAULTS, FIELDS, ConfigError, validate_config
 from .models import Project, Team
-from .services import csv_columns, tag_names_parse
+from .datasets import CsvError
+from .datasets.uploads import csv_check
+from .services import tag_names_parse
 
 GROUPS = {
     "Data": ("dataset", "csv_file", "csv_label", "val_fraction", "train_subset", "seed"),
@@ -21,7 +23,6 @@ GROUPS = {
     "Execution": ("queue", "stop_on_diagnosis"),
 }
 CONFIG_KEYS = tuple(FIELDS)  # every key of the run config
-MAX_CSV_BYTES = 50 * 1024 * 1024
 
 
 def _config_field(name, info) -> forms.Field:
@@ -73,14 +74,14 @@ class RunForm(forms.Form):
             return data
         config = {key: data.get(key) for key in CONFIG_KEYS}
         upload = data.get("csv_file")
+        self.csv_summary = None
         if upload:
-            if upload.size > MAX_CSV_BYTES:
-                self.add_error("csv_file", "csv_file: the file is larger than 50 MB")
-                return data
-            columns = csv_columns(upload)
-            if config["csv_label"] and config["csv_label"] not in columns:
-                self.add_error("csv_label", f"csv_label: '{config['csv_label']}' is not a column of the CSV "
-                                            f"({', '.join(columns[:20])})")
+            label = (config["csv_label"] or "").strip() or None
+            try:  # the worker's own reader: what passes here trains there
+                self.csv_summary = csv_check(uploaded=upload, label=label)
+            except CsvError as exc:
+                field = "csv_label" if label is not None and exc.column == label else "csv_file"
+                self.add_error(field, f"{field}: {exc}")
                 return data
             config["csv_path"] = "(uploaded)"  # the real path is set when the file is stored
         try:

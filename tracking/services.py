@@ -5,16 +5,14 @@ writes runs, teams, invites or memberships.
 """
 from __future__ import annotations
 
-import csv
-import io
-import uuid
-from pathlib import Path
-
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .config import ConfigError, validate_config
+from .datasets import CsvError, summarise_csv, uploads
+from .limits import BUILTIN_SHAPES, DataShape
+from .limits import run_limits_check as limits_check
 from .models import Invite, Membership, Project, Recommendation, Run, Tag, Team
 
 
@@ -66,8 +64,7 @@ def run_create(*, project: Project, owner, config: dict, name: str = "", parent:
 
     config = validate_config(config)
     tags = tag_names_clean([t if isinstance(t, str) else t.name for t in tags])
-    if config.get("csv_path") and not _is_uploaded_csv(config["csv_path"]):
-        raise ConfigError("csv_path", "must be a CSV file uploaded to Runwise")
+    run_limits_check(config=config, team_id=project.team_id)
     if config.get("init_from_run") and not Run.objects.filter(
             pk=config["init_from_run"], project__team_id=project.team_id).exists():
         raise ConfigError("init_from_run", "no such run in this team")
@@ -113,30 +110,27 @@ def run_annotate(*, run: Run, note: str, tags) -> Run:
     return run
 
 
-def _is_uploaded_csv(path: str) -> bool:
-    folder = (Path(settings.MEDIA_ROOT) / "csv").resolve()
-    target = Path(path).resolve()
-    return target.parent == folder and target.is_file()
+def _data_shape(config: dict, team_id: int) -> DataShape:
+    """Rows, input features and classes of the config's data set (an upload: its stored summary;
+    ConfigError when the file is not this team's upload or has no such label)."""
+    if config["dataset"] != "csv":
+        return DataShape(*BUILTIN_SHAPES[config["dataset"]])
+    info = uploads.csv_info(path=config["csv_path"], team_id=team_id)
+    if info.get("label") != config["csv_label"]:
+        try:
+            summary = summarise_csv(config["csv_path"], label=config["csv_label"], name=info.get("name", "the CSV"),
+                                    limits=uploads.csv_limits())
+        except CsvError as exc:
+            raise ConfigError("csv_label", str(exc)) from None
+        info = summary.as_dict()
+    return DataShape(info["rows"], info["features"], max(2, info["classes"]))
 
 
-def csv_store(*, uploaded) -> str:
-    """Save an uploaded CSV under MEDIA_ROOT/csv/ and return its absolute path."""
-    folder = Path(settings.MEDIA_ROOT) / "csv"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}.csv"
-    with open(path, "wb") as out:
-        for chunk in uploaded.chunks():
-            out.write(chunk)
-    return str(path)
-
-
-def csv_columns(uploaded) -> list[str]:
-    """The header row of an uploaded CSV (reads the first chunk only, then rewinds)."""
-    uploaded.seek(0)
-    head = uploaded.read(64 * 1024).decode("utf-8", errors="replace")
-    uploaded.seek(0)
-    row = next(csv.reader(io.StringIO(head)), [])
-    return [c.strip() for c in row if c.strip()]
+def run_limits_check(*, config: dict, team_id: int):
+    """The run's estimate; ConfigError naming the field when it would pass a limit (settings
+    RUN_MEMORY_LIMIT_MB, RUN_TIME_LIMIT, RUN_MAX_STEPS) or use another team's upload."""
+    return limits_check(config, _data_shape(config, team_id), memory_mb=settings.RUN_MEMORY_LIMIT_MB,
+                        time_limit=settings.RUN_TIME_LIMIT, max_steps=settings.RUN_MAX_STEPS)
 
 
 def recommendation_apply(*, rec: Recommendation, user) -> Run:

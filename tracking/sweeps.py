@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from .config import ConfigError, validate_config
 from .models import Run, Sweep, Trial
-from .services import run_create, run_request_stop
+from .services import run_create, run_limits_check, run_request_stop
 
 SWEEPABLE = {  # param -> the kind of range it takes
     "lr": "float", "weight_decay": "float", "momentum": "float", "dropout": "float",
@@ -161,16 +161,26 @@ def study_for(sweep: Sweep, stage: int) -> optuna.Study:
 
 # ---------------------------------------------------------------- services
 
+def max_trials() -> int:
+    """Trials of one sweep, both stages together (setting SWEEP_MAX_TRIALS, at least 3)."""
+    return max(3, settings.SWEEP_MAX_TRIALS)
+
+
 def sweep_create(*, project, owner, base_config: dict, space: dict | None = None, name: str = "",
                  stage1_trials: int = 8, stage1_epochs: int = 2, stage2_trials: int = 3, seed: int = 0) -> Sweep:
     """Validate everything (nothing written on a bad value), write the sweep and launch stage 1."""
     base = validate_config(base_config)
     space = space_clean(DEFAULT_SPACE if space is None else space)
     _corners(base, space)
-    for field, value, low, high in (("stage1_trials", stage1_trials, 2, 200), ("stage1_epochs", stage1_epochs, 1, 2),
-                                    ("stage2_trials", stage2_trials, 1, 50)):
+    run_limits_check(config=base, team_id=project.team_id)  # stage 2 trains the base config's full length
+    most = max_trials()
+    for field, value, low, high in (("stage1_trials", stage1_trials, 2, most - 1), ("stage1_epochs", stage1_epochs, 1, 2),
+                                    ("stage2_trials", stage2_trials, 1, most - 2)):
         if not isinstance(value, int) or not low <= value <= high:
             raise SweepError(field, f"must be a whole number from {low} to {high}")
+    if stage1_trials + stage2_trials > most:
+        raise SweepError("stage2_trials", f"stage 1 and stage 2 trials together must be at most {most} "
+                                          f"(SWEEP_MAX_TRIALS), not {stage1_trials + stage2_trials}")
     with transaction.atomic():
         sweep = Sweep.objects.create(
             project=project, owner=owner, base_config=base, space=space, seed=seed,

@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 
 from . import access, selectors, services
 from .config import ConfigError
+from .datasets import uploads
 from .forms import ProjectForm, RunForm, RunNoteForm, TeamForm
 from .models import Membership, Project, Run
 
@@ -128,14 +129,17 @@ def _run_form_page(request, project, *, parent=None, initial=None):
     """GET: the run form (prefilled for a clone); POST: validate, store a CSV, create and queue."""
     form = RunForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        config = form.cleaned_config
+        config, stored = form.cleaned_config, None
         if form.cleaned_data.get("csv_file"):
-            config["csv_path"] = services.csv_store(uploaded=form.cleaned_data["csv_file"])
+            config["csv_path"] = stored = uploads.csv_store(uploaded=form.cleaned_data["csv_file"],
+                                                            team_id=project.team_id, summary=form.csv_summary)
         try:
             run = services.run_create(project=project, owner=request.user, config=config, parent=parent,
                                       name=form.cleaned_data["name"], tags=form.tag_names(),
                                       note=form.cleaned_data["note"])
         except ConfigError as exc:
+            if stored:  # a rejected submission leaves nothing on disk
+                uploads.csv_remove(path=stored)
             form.add_error(exc.field if exc.field in form.fields else None, f"{exc.field}: {exc.message}")
         else:
             messages.success(request, f"Run “{run.name}” is queued.")

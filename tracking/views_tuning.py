@@ -162,7 +162,8 @@ def _sweep_form_context(source, post):
         map(str, defaults["batch_size"]["choices"]))
     return {"source": source, "project": source.project, "rows": rows, "batch_size_choices": choices,
             "batch_size_on": True if post is None else bool(post.get("batch_size_on")),
-            "values": post or {"stage1_trials": 8, "stage1_epochs": 2, "stage2_trials": 3}}
+            "values": post or {"stage1_trials": 8, "stage1_epochs": 2, "stage2_trials": 3},
+            "max_trials": sweeps.max_trials()}
 
 
 @require_GET

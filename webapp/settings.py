@@ -178,9 +178,27 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 # Training runs (workers/recovery.py): a running run without a heartbeat for this long lost
 # its worker and is re-queued (resuming from its checkpoint) up to RUN_MAX_ATTEMPTS times;
 # a queued run sent this long ago and still not claimed is sent again.
-RUN_HEARTBEAT_TIMEOUT = envint("RUN_HEARTBEAT_TIMEOUT", 120)
+# The worker writes a heartbeat twice a second; beat checks every RUN_RECOVERY_INTERVAL s, so a
+# dead worker's run shows "worker lost, retrying" within timeout + interval (20 + 5 s).
+RUN_HEARTBEAT_TIMEOUT = envint("RUN_HEARTBEAT_TIMEOUT", 20)
 RUN_MAX_ATTEMPTS = envint("RUN_MAX_ATTEMPTS", 3)
-RUN_RESEND_AFTER = envint("RUN_RESEND_AFTER", 1800)
+RUN_RESEND_AFTER = envint("RUN_RESEND_AFTER", 30)
+RUN_RECOVERY_INTERVAL = envint("RUN_RECOVERY_INTERVAL", 5)
+
+# Limits of a run (README "Security and limits"). Checked when a run is created (estimates) and
+# enforced while it trains (a child process with this much memory, and a wall-clock limit).
+RUN_MEMORY_LIMIT_MB = envint("RUN_MEMORY_LIMIT_MB", 2048)   # estimate at creation; the child's address-space limit
+RUN_TIME_LIMIT = envint("RUN_TIME_LIMIT", 3 * 3600)          # seconds: estimate at creation; wall clock while it trains
+RUN_MAX_STEPS = envint("RUN_MAX_STEPS", 250_000)              # epochs x steps per epoch
+RUN_TEAM_CONCURRENCY = envint("RUN_TEAM_CONCURRENCY", 2)     # a team's runs sent to the workers at once, per queue
+SWEEP_MAX_TRIALS = envint("SWEEP_MAX_TRIALS", 24)            # stage 1 + stage 2 trials of one sweep
+# Uploaded CSVs (tracking/datasets/): read once at upload and again by the worker, bounded.
+CSV_MAX_BYTES = envint("CSV_MAX_BYTES", 50 * 1024 * 1024)
+CSV_MAX_ROWS = envint("CSV_MAX_ROWS", 200_000)
+CSV_MAX_COLUMNS = envint("CSV_MAX_COLUMNS", 500)
+CSV_MAX_CATEGORIES = envint("CSV_MAX_CATEGORIES", 50)       # distinct values of a text column, one-hot encoded
+CSV_MAX_CLASSES = envint("CSV_MAX_CLASSES", 1000)           # distinct values of the label column
+CSV_MAX_CELLS = envint("CSV_MAX_CELLS", 20_000_000)         # data rows x input features after encoding
 # Analysis (tracking/analysis.py): an ended run whose final analysis has not run this many seconds
 # after its end is sent again by Celery beat (tracking.tasks.catch_up_analyses, every
 # ANALYSIS_CATCH_UP_SECONDS, read in webapp/celery.py); a pending interim analysis older than

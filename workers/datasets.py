@@ -87,29 +87,44 @@ def _classification():
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def _csv(path, label):
-    import pandas as pd
+def _csv_limits():
+    """The upload's limits (settings CSV_MAX_*) when Django is configured, else the reader's defaults."""
+    from tracking.datasets import CsvLimits
 
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read the CSV {path}: {exc}") from None
-    if label not in frame.columns:
-        raise DatasetError(f"the CSV has no column {label!r} (columns: {', '.join(map(str, frame.columns))})")
-    frame = frame.dropna(subset=[label])
-    y = pd.Categorical(frame[label].astype(str)).codes.astype(np.int64)
-    features = frame.drop(columns=[label])
-    numeric = features.select_dtypes(include="number")
-    categorical = features.drop(columns=numeric.columns)
-    numeric = numeric.fillna(numeric.median())
-    parts = [numeric]
-    if len(categorical.columns):
-        parts.append(pd.get_dummies(categorical.astype(str), dtype=np.float32))
-    x = pd.concat(parts, axis=1).to_numpy(dtype=np.float32)
-    if x.shape[1] == 0:
-        raise DatasetError("the CSV has no feature column besides the label")
-    if len(np.unique(y)) < 2:
-        raise DatasetError(f"the label column {label!r} needs at least two classes")
+        from django.conf import settings
+
+        if settings.configured:
+            return CsvLimits.from_settings(settings)
+    except ImportError:
+        pass
+    return CsvLimits()
+
+
+def _csv_name(path):
+    """The file's name as uploaded (its stored summary), never the server path."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).with_suffix(".json").read_text()).get("name") or "the uploaded CSV"
+    except (OSError, ValueError):
+        return "the uploaded CSV"
+
+
+def _csv(path, label):
+    """The upload, read by the same reader (and limits) as the upload form used."""
+    from tracking.datasets import CsvError, read_csv
+
+    name = _csv_name(path)
+    try:
+        x, y, _ = read_csv(path, label, name=name, limits=_csv_limits())
+    except FileNotFoundError:
+        raise DatasetError(f"{name}: the uploaded file is gone") from None
+    except OSError as exc:
+        raise DatasetError(f"{name}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except CsvError as exc:
+        raise DatasetError(str(exc)) from None
     return x, y
 
 

@@ -20,13 +20,20 @@ app.conf.beat_schedule = {
                                    "schedule": 300.0, "options": {"queue": "default"}},
 }
 
-# Training (workers/recovery.py): re-send queued runs that never reached a worker, and
-# re-queue (or fail) runs whose worker stopped sending heartbeats.
+# Training (workers/recovery.py), every RUN_RECOVERY_INTERVAL s (5): send queued runs where their
+# team has a free slot and re-send lost messages, and re-queue (or fail) runs whose worker
+# stopped sending heartbeats.
+def _recovery_interval() -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, "RUN_RECOVERY_INTERVAL", 5))
+
+
 app.conf.beat_schedule.update({
-    "runs-enqueue-waiting": {"task": "workers.tasks.enqueue_waiting_runs", "schedule": 30.0,
-                             "options": {"queue": "default", "expires": 25}},
-    "runs-recover-stalled": {"task": "workers.tasks.recover_stalled_runs", "schedule": 30.0,
-                             "options": {"queue": "default", "expires": 25}},
+    "runs-enqueue-waiting": {"task": "workers.tasks.enqueue_waiting_runs", "schedule": _recovery_interval(),
+                             "options": {"queue": "default", "expires": _recovery_interval()}},
+    "runs-recover-stalled": {"task": "workers.tasks.recover_stalled_runs", "schedule": _recovery_interval(),
+                             "options": {"queue": "default", "expires": _recovery_interval()}},
 })
 
 # Analysis (tracking/tasks.py): the final analysis (and email) of runs that ended while the broker

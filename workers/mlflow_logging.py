@@ -377,6 +377,47 @@ def _grow_pipe(conn, size=1 << 20):
         pass
 
 
+class _OtherProcess:
+    """The writer process as seen from a process that did not start it (its pid only)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def is_alive(self):
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+class AttachedWriter(MlflowWriter):
+    """Another process's writer, used through its pipes: a run's training process (workers/isolation.py)
+    writes through its worker's writer, which outlives it. Closing it leaves the writer running."""
+
+    def __init__(self, handle):
+        self.tracking_uri, self._to_child, self._from_child, pid = handle
+        self.proc = _OtherProcess(pid)
+        self._tokens = itertools.count(int.from_bytes(os.urandom(6), "big"))  # not an earlier user's flush token
+        self.errors = {}
+
+    def close(self):
+        pass
+
+
+def writer_handle(writer: MlflowWriter):
+    """What another process needs to write through `writer` (picklable to a child process)."""
+    return (writer.tracking_uri, writer._to_child, writer._from_child, writer.proc.pid)
+
+
+def attach_writer(handle) -> MlflowWriter:
+    """Make `handle`'s writer this process's shared writer for its tracking URI."""
+    writer = AttachedWriter(handle)
+    with _writers_lock:
+        _writers[writer.tracking_uri] = writer
+    return writer
+
+
 _writers = {}
 _writers_lock = threading.Lock()
 

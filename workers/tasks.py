@@ -15,20 +15,22 @@ log = logging.getLogger(__name__)
 @shared_task(name="workers.tasks.train_run", bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
 def train_run(self, run_id):
+    """Train the run (or LR range test) in a child process (workers/isolation.py): out of memory,
+    a crash or the time limit end that run, never the worker. A code run (the team's own MLflow
+    project) runs in its own process group (workers/project_runs.py)."""
     from tracking.models import Run
+    from workers.isolation import train_in_child
 
     kind = Run.objects.filter(pk=run_id).values_list("kind", flat=True).first()
     if kind == Run.Kind.CODE:  # the team's own code, an MLflow project (workers/project_runs.py)
+        from workers.dispatch import dispatch_waiting
         from workers.project_runs import run_code
 
-        return run_code(run_id, worker=self.request.hostname)
-    if kind == Run.Kind.LR_FIND:  # an LR range test (workers/lr_range.py)
-        from workers.lr_range import run_lr_find
-
-        return run_lr_find(run_id, worker=self.request.hostname)
-    from workers.training import train_run as train
-
-    train(run_id, worker=self.request.hostname)
+        try:
+            return run_code(run_id, worker=self.request.hostname)
+        finally:
+            dispatch_waiting(team_id=Run.objects.filter(pk=run_id).values_list("project__team_id", flat=True).first())
+    train_in_child(run_id, worker=self.request.hostname, lr_find=kind == Run.Kind.LR_FIND)  # workers/lr_range.py
 
 
 @shared_task(name="workers.tasks.enqueue_waiting_runs", ignore_result=True)
@@ -46,18 +48,18 @@ def recover_stalled_runs():
 
 
 def warm_up():
-    """Import torch and MLflow, open the MLflow store and start the writer process before the
-    first task, so that a run starts training within moments of being queued."""
-    import torch
+    """Open the MLflow store, start the writer process and the forkserver that forks each run's
+    training process (it imports torch and the trainer once) before the first task, so that a run
+    starts training within moments of being queued. Torch itself is never initialised here."""
     from django.conf import settings
 
-    from workers.engine import use_threads_from_env
+    from workers.isolation import warm_up as start_forkserver
     from workers.mlflow_logging import make_client, shared_writer
 
-    use_threads_from_env()
+    start_forkserver()
     make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
     shared_writer(settings.MLFLOW_TRACKING_URI)
-    log.info("training worker warmed up (torch %s, %d thread(s))", torch.__version__, torch.get_num_threads())
+    log.info("training worker warmed up (runs train in child processes)")
 
 
 @worker_init.connect

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import tempfile
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,8 +21,9 @@ from django.utils import timezone
 
 from tracking.config import ConfigError, validate_config
 from workers.datasets import DatasetError
+from workers.callbacks import Callback
 from workers.engine import default_device, fit
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, TransientError, _short
 from workers.mlflow_logging import (CHECKPOINT_SECONDS, MlflowLogger, call, download_checkpoint, experiment_id, load_checkpoint_file,
                                     make_client, shared_writer)
 from workers.run_callbacks import Analysis, RunSync, send_analysis
@@ -85,8 +87,54 @@ def open_mlflow_run(client, run):
     return created.info.run_id, False, created.info.artifact_uri
 
 
-def train_run(run_id, *, worker=None, device=None):
-    """Train one run to a final state; returns the FitResult, or None if not claimed here."""
+class RunLimits(Callback):
+    """The run's wall-clock limit (a timer thread asks the loop to end the run as failed; the
+    time of earlier attempts counts), and where the run is, for an out-of-memory message."""
+
+    order = 0
+
+    def __init__(self, time_limit=None, memory_mb=None):
+        self.time_limit, self.memory_mb = time_limit, memory_mb
+        self.training = None
+        self._timer = None
+
+    def on_fit_start(self, training):
+        self.training = training
+        if self.time_limit:
+            self._timer = threading.Timer(max(0.0, self.time_limit - training.elapsed), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self):
+        t = self.training
+        t.stop(f"wall-clock limit of {self.time_limit}s reached at epoch {t.epoch + 1} step {t.step} "
+               f"(RUN_TIME_LIMIT)", status="failed")
+
+    def on_fit_end(self, training):
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def out_of_memory(self, exc) -> str:
+        where = ("while setting up the run (data, model)" if self.training is None
+                 else f"at epoch {self.training.epoch + 1} step {self.training.step}")
+        limit = f" (the run's memory limit is {self.memory_mb} MB, RUN_MEMORY_LIMIT_MB)" if self.memory_mb else ""
+        return f"out of memory {where}{limit}: {_short(exc)}"
+
+
+def is_out_of_memory(exc) -> bool:
+    """MemoryError, torch's OutOfMemoryError (CUDA) and the CPU allocator's failure."""
+    import torch
+
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
+                                              or "cannot allocate memory" in text)
+
+
+def train_run(run_id, *, worker=None, device=None, memory_mb=None, time_limit=None):
+    """Train one run to a final state; returns the FitResult, or None if not claimed here.
+    Out of memory (MemoryError, the allocator's error) fails the run saying where it was."""
     from tracking.models import Run
 
     worker = worker or socket.gethostname()
@@ -95,8 +143,9 @@ def train_run(run_id, *, worker=None, device=None):
         log.info("run %s not claimed by %s: not queued, or another live worker has it", run_id, worker)
         return None
     run = Run.objects.get(pk=run_id)
+    limits = RunLimits(time_limit=time_limit, memory_mb=memory_mb)
     try:
-        result = _train(run, device)
+        result = _train(run, device, limits)
     except (ConfigError, DatasetError, PermanentError, TransientError) as exc:
         reason = f"bad config: {exc}" if isinstance(exc, ConfigError) else str(exc)
         finish_run(run_id, worker=worker, status=Run.Status.FAILED, reason=reason)
@@ -104,16 +153,23 @@ def train_run(run_id, *, worker=None, device=None):
         send_analysis(run_id, final=True)
         return None
     except Exception as exc:
-        finish_run(run_id, worker=worker, status=Run.Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        if not is_out_of_memory(exc):
+            finish_run(run_id, worker=worker, status=Run.Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            send_analysis(run_id, final=True)
+            raise
+        reason = limits.out_of_memory(exc)
+        del exc  # let the frames holding the failed step's tensors go
+        finish_run(run_id, worker=worker, status=Run.Status.FAILED, reason=reason)
+        log.warning("run %s failed: %s", run_id, reason)
         send_analysis(run_id, final=True)
-        raise
+        return None
     finish_run(run_id, worker=worker, status=result.status, reason=result.reason, result=result)
     log.info("run %s %s: %s (best val_loss %s)", run_id, result.status, result.reason, result.best_val_loss)
     send_analysis(run_id, final=True)
     return result
 
 
-def _train(run, device):
+def _train(run, device, limits=None):
     config = validate_config(run.config)
     client = make_client(settings.MLFLOW_TRACKING_URI)
     mlflow_run_id, resumed, artifact_uri = open_mlflow_run(client, run)
@@ -132,6 +188,7 @@ def _train(run, device):
             log.info("run %s resumes from its checkpoint at epoch %s", run.pk, checkpoint["epoch"])
             call("set_tag", lambda: client.set_tag(mlflow_run_id, "resumed_from_epoch", str(checkpoint["epoch"])))
     callbacks = [
+        limits or RunLimits(),
         RunSync(run.pk),
         Analysis(run.pk, stop_on_diagnosis=config.get("stop_on_diagnosis", False)),
         MlflowLogger(client, mlflow_run_id, shared_writer(settings.MLFLOW_TRACKING_URI), resume=resumed,

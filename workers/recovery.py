@@ -65,7 +65,8 @@ def recover_stalled_runs(*, timeout=None, max_attempts=None):
     max_attempts = max_attempts or getattr(settings, "RUN_MAX_ATTEMPTS", 3)
     lost_code = fail_lost_code_runs(timeout=timeout)  # a script is not resumed: its run fails
     now = timezone.now()
-    stale = Run.objects.filter(status=Run.Status.RUNNING).exclude(kind=Run.Kind.CODE).filter(
+    # code runs fail instead (above); an imported (external) run has no worker of ours
+    stale = Run.objects.filter(status=Run.Status.RUNNING).exclude(kind__in=(Run.Kind.CODE, Run.Kind.EXTERNAL)).filter(
         Q(heartbeat_at__lt=now - timeout) | Q(heartbeat_at__isnull=True, started_at__lt=now - timeout))
     requeued, failed = [], []
     for run in stale.only("pk", "worker", "attempts", "heartbeat_at"):

@@ -85,3 +85,14 @@ def test_a_train_message_lost_from_redis_is_sent_again_within_a_minute(beat_and_
         assert "message was lost" in beat_and_short_worker["short"].log()
     finally:
         trainer.kill(signal.SIGTERM)
+
+
+def test_an_imported_run_is_never_taken_for_a_lost_worker_s(run_factory):
+    from datetime import timedelta
+
+    from workers.recovery import recover_stalled_runs
+
+    external = run_factory(status="running", kind="external", queue="")
+    Run.objects.filter(pk=external.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    assert recover_stalled_runs() == ([], [])
+    assert Run.objects.get(pk=external.pk).status == "running"

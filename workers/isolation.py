@@ -163,7 +163,7 @@ def _child_main(run_id, worker, lr_find, limits, handle, alive):
     use_threads_from_env()
     if not torch.cuda.is_available():
         _limit_memory(limits["memory_mb"])
-    attach_writer(handle)
+    writer = attach_writer(handle)
     try:
         if lr_find:
             from workers.lr_range import run_lr_find
@@ -174,4 +174,5 @@ def _child_main(run_id, worker, lr_find, limits, handle, alive):
 
             train_run(run_id, worker=worker, memory_mb=limits["memory_mb"], time_limit=limits["time_limit"])
     finally:
+        writer.close()
         connections.close_all()

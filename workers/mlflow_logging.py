@@ -171,6 +171,10 @@ class MlflowWriter:
             self.proc.start()
         child_in.close()
         child_out.close()
+        self._init_state()
+
+    def _init_state(self):
+        """This process's side of the writer (also of an AttachedWriter in another process)."""
         self._tokens = itertools.count()
         self.errors = {}  # run_id -> first error
         self._send_lock = threading.Lock()
@@ -393,16 +397,23 @@ class _OtherProcess:
 
 class AttachedWriter(MlflowWriter):
     """Another process's writer, used through its pipes: a run's training process (workers/isolation.py)
-    writes through its worker's writer, which outlives it. Closing it leaves the writer running."""
+    writes through its worker's writer, which outlives it. It stages its own artifacts (its own
+    stager thread); closing it hands those over and leaves the writer process running."""
 
     def __init__(self, handle):
         self.tracking_uri, self._to_child, self._from_child, pid = handle
         self.proc = _OtherProcess(pid)
+        self._init_state()
         self._tokens = itertools.count(int.from_bytes(os.urandom(6), "big"))  # not an earlier user's flush token
-        self.errors = {}
 
     def close(self):
-        pass
+        """Hand over what this process's stager still holds; the writer process goes on."""
+        if self._stager is not None:
+            with self._jobs_ready:
+                self._jobs.append(("stop",))
+                self._jobs_ready.notify_all()
+            self._stager.join(60)
+            self._stager = None
 
 
 def writer_handle(writer: MlflowWriter):

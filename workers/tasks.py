@@ -64,10 +64,19 @@ def warm_up():
 
 @worker_init.connect
 def _warm_up_in_process(sender=None, **kwargs):
-    # Only where tasks run in this process: torch initialised before a prefork pool forks
-    # deadlocks its children (those warm up in worker_process_init instead).
-    if "solo" in str(getattr(sender, "pool_cls", "")).lower():
+    # Only where tasks run in this process (a prefork pool's children warm up in
+    # worker_process_init), and only on a worker that trains: the short tasks' worker
+    # (-Q default) needs no forkserver nor writer.
+    if "solo" in str(getattr(sender, "pool_cls", "")).lower() and _consumes_training_queues(sender):
         _safely(warm_up)
+
+
+def _consumes_training_queues(worker) -> bool:
+    try:
+        queues = set(worker.app.amqp.queues.consume_from)
+    except AttributeError:
+        return True
+    return not queues or bool(queues & {"cpu", "gpu"})
 
 
 @worker_process_init.connect

@@ -56,9 +56,9 @@ def warm_up():
     from workers.isolation import warm_up as start_forkserver
     from workers.mlflow_logging import make_client, shared_writer
 
-    start_forkserver()
     make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
     shared_writer(settings.MLFLOW_TRACKING_URI)
+    start_forkserver()  # last: its imports run beside the worker's start, not before it
     log.info("training worker warmed up (runs train in child processes)")
 
 

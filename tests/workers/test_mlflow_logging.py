@@ -176,8 +176,6 @@ def test_a_checkpoint_loads_with_weights_only_and_resumes_numpy_rng(tmp_path):
 
 
 def test_a_planted_pickle_in_a_checkpoint_does_not_run(tmp_path):
-    import pickle
-
     import torch
 
     marker = tmp_path / "ran"
@@ -186,8 +184,10 @@ def test_a_planted_pickle_in_a_checkpoint_does_not_run(tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
+    from workers.weights import UnsafeFileError
+
     torch.save({"version": 2, "x": Planted()}, tmp_path / "last.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(UnsafeFileError, match="not plain weights"):
         load_checkpoint_file(tmp_path / "last.pt", "cpu")
     assert not marker.exists()
 

@@ -179,8 +179,9 @@ def test_another_account_sees_only_the_experiments_granted_to_it(mlflow_server, 
     run = {"run_id": runwise_run["run_id"]}
     assert requests.get(f"{api}/runs/get", params=run, auth=bob).status_code == 403
     assert requests.get(artifact_url(mlflow_server, runwise_run), auth=bob).status_code == 403
-    granted = requests.post(f"{api}/experiments/permissions/create", auth=(ADMIN, PASSWORD), json={
-        "experiment_id": runwise_run["experiment_id"], "username": "bob", "permission": "READ"})
+    granted = requests.post(f"{mlflow_server['url']}/api/3.0/mlflow/users/permissions/grant", auth=(ADMIN, PASSWORD),
+                            json={"username": "bob", "resource_type": "experiment",
+                                  "resource_id": runwise_run["experiment_id"], "permission": "READ"})
     assert granted.status_code == 200, granted.text
     assert requests.get(f"{api}/runs/get", params=run, auth=bob).status_code == 200
     assert requests.put(artifact_url(mlflow_server, runwise_run), data=b"x", auth=bob).status_code == 403

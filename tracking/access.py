@@ -70,7 +70,7 @@ def mlflow_ui_url(user, run) -> str:
 
     if not (settings.MLFLOW_UI_URL and run.mlflow_run_id and user.is_staff):
         return ""
-    return f"{settings.MLFLOW_UI_URL}/#/runs/{run.mlflow_run_id}"
+    return f"{settings.MLFLOW_UI_URL}/#/runs/{run.mlflow_run_id}?workflowType=machine_learning"
 
 
 def int_param(value, default=None):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typing
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 
 from .config import DEFAULTS, FIELDS, ConfigError, validate_config
 from .models import Project, Team
@@ -25,6 +27,34 @@ GROUPS = {
 CONFIG_KEYS = tuple(FIELDS)  # every key of the run config
 
 
+class _ConfigNumber:
+    """A number field of the run config. Its input is a text box (a browser's number box sends nothing
+    for "abc", which the server can only call "required"), and what is not a number gets the
+    validator's own message for the field: "lr: Input should be a valid number, ..."."""
+
+    def __init__(self, *args, key, **kwargs):
+        self.key = key
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:
+            try:
+                validate_config({self.key: value.strip() if isinstance(value, str) else value})
+            except ConfigError as exc:
+                raise forms.ValidationError(f"{exc.field}: {exc.message}", code="invalid") from None
+            raise
+
+
+class ConfigFloatField(_ConfigNumber, forms.FloatField):
+    widget = forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"})
+
+
+class ConfigIntegerField(_ConfigNumber, forms.IntegerField):
+    widget = forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"})
+
+
 def _config_field(name, info) -> forms.Field:
     """A form field for one RunConfig field: its type, choices, default and description."""
     annotation, optional = info.annotation, False
@@ -38,9 +68,9 @@ def _config_field(name, info) -> forms.Field:
     if annotation is bool:
         return forms.BooleanField(required=False, **common)
     if annotation is int:
-        return forms.IntegerField(required=not optional, **common)
+        return ConfigIntegerField(required=not optional, key=name, **common)
     if annotation is float:
-        return forms.FloatField(required=not optional, widget=forms.NumberInput(attrs={"step": "any"}), **common)
+        return ConfigFloatField(required=not optional, key=name, **common)
     return forms.CharField(required=not optional, empty_value=None if optional else "", **common)
 
 
@@ -102,6 +132,22 @@ class RunForm(forms.Form):
     @classmethod
     def initial_from_run(cls, run):
         return {**run.config, "name": f"{run.name} (clone)", "tags": ", ".join(t.name for t in run.tags.all())}
+
+
+class SignUpForm(UserCreationForm):
+    """Sign-up through an invite link: username, email, password twice (Django's password validators)."""
+
+    email = forms.EmailField(required=True, help_text="For password resets and run emails.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email exists: sign in instead, then open the link again.")
+        return email
 
 
 class RunNoteForm(forms.Form):

@@ -1,6 +1,9 @@
 from django.contrib.auth.views import redirect_to_login
 
-OPEN_PREFIXES = ("/accounts/login/", "/static/", "/api/")
+# Open without signing in: the login and password-reset pages, invite links (a person without an
+# account signs up there), static files, the API (it checks its own token).
+OPEN_PREFIXES = ("/accounts/login/", "/accounts/password_reset/", "/accounts/reset/", "/invites/", "/static/",
+                 "/api/", "/favicon.ico")
 
 
 class LoginRequiredEverywhere:

@@ -1,6 +1,8 @@
 """Pages. Each view: an access helper (404 outside the user's teams), a form, one service call,
 a redirect. Reads come from tracking.selectors."""
 from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,7 +15,7 @@ from rest_framework.authtoken.models import Token
 from . import access, selectors, services
 from .config import ConfigError
 from .datasets import uploads
-from .forms import ProjectForm, RunForm, RunNoteForm, TeamForm
+from .forms import ProjectForm, RunForm, RunNoteForm, SignUpForm, TeamForm
 from .models import Membership, Project, Run
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -80,8 +82,9 @@ def member_remove(request, team_id, membership_id):
     target = access.member_of_team_or_404(team_id, membership_id)
     try:
         services.member_remove(membership=target, by=request.user)
-    except services.ServiceError as exc:
+    except services.ServiceError as exc:  # e.g. the last admin: nothing changed, back to the team
         messages.error(request, str(exc))
+        return redirect("team", team_id)
     if target.user_id == request.user.id:
         return redirect("home")
     return redirect("team", team_id)
@@ -89,13 +92,37 @@ def member_remove(request, team_id, membership_id):
 
 @require_GET
 def invite_open(request, token):
+    """The invite: join with a click when signed in, else sign up here (or sign in and come back)."""
     invite = access.invite_or_404(token)
-    return render(request, "tracking/invite.html", {"invite": invite})
+    form = SignUpForm() if not request.user.is_authenticated else None
+    return render(request, "tracking/invite.html", {"invite": invite, "signup_form": form})
+
+
+@require_POST
+def invite_signup(request, token):
+    invite = access.invite_or_404(token)
+    if request.user.is_authenticated:
+        return redirect("invite", token)
+    form = SignUpForm(request.POST)
+    if form.is_valid():
+        try:
+            user = services.user_signup_with_invite(invite=invite, username=form.cleaned_data["username"],
+                                                    email=form.cleaned_data["email"],
+                                                    password=form.cleaned_data["password1"])
+        except services.ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome, {user.username}: you joined {invite.team.name}.")
+            return redirect("team", invite.team_id)
+    return render(request, "tracking/invite.html", {"invite": invite, "signup_form": form}, status=400)
 
 
 @require_POST
 def invite_accept(request, token):
     invite = access.invite_or_404(token)
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("invite", args=[token]))
     try:
         services.invite_accept(invite=invite, user=request.user)
     except services.ServiceError as exc:
@@ -163,7 +190,8 @@ def run_clone(request, run_id):
 @require_GET
 def run_detail(request, run_id):
     run = access.run_or_404(request.user, run_id)
-    mlflow_url = access.mlflow_ui_url(request.user, run)
+    # Staff only (access.mlflow_ui_url): through /runs/<id>/mlflow/, to MLflow's model-training view.
+    mlflow_url = reverse("run-mlflow", args=[run.pk]) if access.mlflow_ui_url(request.user, run) else ""
     return render(request, "tracking/run.html", {
         "run": run, "project": run.project, "mlflow_url": mlflow_url,
         "children": run.children.select_related("owner").order_by("created_at"),
@@ -171,6 +199,33 @@ def run_detail(request, run_id):
         "config_groups": selectors.config_groups(run.config),
         "chart_script": json_script_text(selectors.run_chart_json(run), "run-data"),
     })
+
+
+@require_GET
+def run_mlflow(request, run_id):
+    """"Open in MLflow": the run in MLflow's view for model training runs (MLflow 3 opens the GenAI
+    view unless told otherwise), under its experiment."""
+    run = access.run_or_404(request.user, run_id)
+    if not access.mlflow_ui_url(request.user, run):  # no MLflow run yet, or not staff
+        raise Http404("No MLflow link for this run.")
+    return redirect(mlflow_ui_run_url(run.mlflow_run_id, _mlflow_experiment_of(run.mlflow_run_id)))
+
+
+def _mlflow_experiment_of(mlflow_run_id):
+    """The MLflow run's experiment id; None when the store cannot say (the link then opens the run
+    by its id alone, which MLflow's UI also resolves)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI).get_run(mlflow_run_id).info.experiment_id
+    except (MlflowException, OSError):
+        return None
+
+
+def mlflow_ui_run_url(mlflow_run_id, experiment_id=None):
+    route = f"experiments/{experiment_id}/runs/{mlflow_run_id}" if experiment_id else f"runs/{mlflow_run_id}"
+    return f"{settings.MLFLOW_UI_URL}/#/{route}?workflowType=machine_learning"
 
 
 @require_GET

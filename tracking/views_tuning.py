@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import access, autopilot, lr_finder, selectors, sweeps
-from .config import ConfigError
+from .config import FIELDS, ConfigError, validate_config
 from .models import Autopilot, MetricSeries, Run, Sweep
 from .services import ServiceError, run_create
 
@@ -37,7 +37,9 @@ def _number(post, name, kind=float):
     try:
         return kind(raw)
     except ValueError:
-        raise ConfigError(name, f"must be a number, not {raw!r}") from None
+        if name in FIELDS:  # a config key: the validator's own words ("Input should be a valid number, ...")
+            validate_config({name: raw})
+        raise ConfigError(name, f"Input should be a valid number, not {raw!r}") from None
 
 
 # ---------------------------------------------------------------- LR range test
@@ -103,6 +105,8 @@ def lr_find_use(request, run_id):
     except ConfigError as exc:
         messages.error(request, str(exc))
         return redirect("lr-find", run.pk)
+    what = "one-cycle's max_lr" if mode == "onecycle" else "a constant LR"
+    messages.success(request, f"Run “{new.name}” is queued with {lr:.3g} as {what}.")
     return redirect(new)
 
 

@@ -125,7 +125,7 @@ def run_lr_find(run_id: int, worker: str = "") -> str:
     from django.utils import timezone
 
     from tracking.models import Run
-    from workers.mlflow_logging import experiment_id, make_client
+    from workers.mlflow_logging import make_client, project_experiment_id
 
     torch.set_num_threads(1)
     now = timezone.now()
@@ -137,7 +137,7 @@ def run_lr_find(run_id: int, worker: str = "") -> str:
     run = Run.objects.select_related("project").get(pk=run_id)
     config = run.config
     client = make_client(settings.MLFLOW_TRACKING_URI)
-    experiment = experiment_id(client, f"project-{run.project_id}", settings.MLFLOW_ARTIFACT_ROOT)
+    experiment = project_experiment_id(client, run.project, settings.MLFLOW_ARTIFACT_ROOT)
     ml_run = client.create_run(experiment, run_name=run.name,
                                tags={"runwise.run_id": str(run.pk), "runwise.project_id": str(run.project_id),
                                      "runwise.kind": "lr_find"})

@@ -103,8 +103,29 @@ def call(what, fn):
     return retrying(fn, what=f"MLflow {what}", **RETRY)
 
 
-def experiment_id(client, name, artifact_root):
-    """The id of the experiment `name`, created with an explicit artifact location."""
+def experiment_name(project):
+    """A project's MLflow experiment, named after its team and project (the id keeps it unique)."""
+    return f"{project.team.name} / {project.name} #{project.pk}"
+
+
+def project_experiment_id(client, project, artifact_root):
+    """The id of the project's experiment. One made before experiments were named after the team
+    and project ("project-<id>") is renamed, so a project keeps one experiment."""
+    name = experiment_name(project)
+
+    def rename_legacy():
+        if client.get_experiment_by_name(name) is None:
+            legacy = client.get_experiment_by_name(f"project-{project.pk}")
+            if legacy is not None:
+                client.rename_experiment(legacy.experiment_id, name)
+
+    call(f"experiment {name!r}", rename_legacy)
+    return experiment_id(client, name, artifact_root, folder=f"project-{project.pk}")
+
+
+def experiment_id(client, name, artifact_root, folder=None):
+    """The id of the experiment `name`, created with an explicit artifact location
+    (`artifact_root/folder`, the folder defaulting to the name)."""
     from mlflow.exceptions import MlflowException
 
     def get_or_create():
@@ -112,7 +133,7 @@ def experiment_id(client, name, artifact_root):
         if found is not None:
             return found.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=f"{artifact_root.rstrip('/')}/{name}")
+            return client.create_experiment(name, artifact_location=f"{artifact_root.rstrip('/')}/{folder or name}")
         except MlflowException:  # created meanwhile by another worker
             found = client.get_experiment_by_name(name)
             if found is None:

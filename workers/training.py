@@ -24,8 +24,8 @@ from workers.datasets import DatasetError
 from workers.callbacks import Callback
 from workers.engine import default_device, fit
 from workers.errors import PermanentError, TransientError, _short
-from workers.mlflow_logging import (CHECKPOINT_SECONDS, MlflowLogger, call, download_checkpoint, experiment_id, load_checkpoint_file,
-                                    make_client, shared_writer)
+from workers.mlflow_logging import (CHECKPOINT_SECONDS, MlflowLogger, call, download_checkpoint, load_checkpoint_file,
+                                    make_client, project_experiment_id, shared_writer)
 from workers.run_callbacks import Analysis, RunSync, send_analysis
 from workers.weights import UnsafeFileError
 
@@ -80,7 +80,7 @@ def open_mlflow_run(client, run):
     if found is not None:
         call("update_run", lambda: client.update_run(run.mlflow_run_id, status="RUNNING"))
         return run.mlflow_run_id, True, found.info.artifact_uri
-    exp = experiment_id(client, f"project-{run.project_id}", settings.MLFLOW_ARTIFACT_ROOT)
+    exp = project_experiment_id(client, run.project, settings.MLFLOW_ARTIFACT_ROOT)
     tags = {"runwise.run_id": str(run.pk), "runwise.project_id": str(run.project_id), "runwise.queue": run.queue}
     created = call("create_run", lambda: client.create_run(exp, run_name=run.name or f"run-{run.pk}", tags=tags))
     Run.objects.filter(pk=run.pk).update(mlflow_run_id=created.info.run_id)

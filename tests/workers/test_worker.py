@@ -46,7 +46,8 @@ def test_a_queued_run_trains_to_succeeded_with_its_metrics_in_mlflow(celery_work
     for key in ("train_loss_epoch", "train_accuracy", "val_loss", "val_accuracy"):
         assert steps(mlflow_client, run.mlflow_run_id, key) == [1, 2, 3]
     assert [a.path for a in mlflow_client.list_artifacts(run.mlflow_run_id, "model")] == ["model/model.pt"]
-    assert mlflow_client.get_experiment(mlflow_run.info.experiment_id).name == f"project-{run.project_id}"
+    experiment = mlflow_client.get_experiment(mlflow_run.info.experiment_id)
+    assert experiment.name == f"workers / workers #{run.project_id}"  # named after the team and project
     assert run.series.get(key="train_loss").count == 3 * spe
 
 

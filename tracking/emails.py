@@ -69,13 +69,20 @@ def main_diagnosis(analysis: dict) -> dict | None:
 
 
 def headline(run: Run, recommendations: list[dict] | None = None) -> str:
-    """"overfitting: raise weight_decay to 5e-4", or the status when nothing was diagnosed."""
+    """"overfitting, raise weight_decay to 5e-4" (diagnosis, change), or the status when nothing
+    was diagnosed. Every subject reads "[project] run name: headline" (tracking.emails.subject)."""
     diagnosis = main_diagnosis(run.analysis)
     what = diagnosis_words(diagnosis["id"]) if diagnosis else run.status
     recommendations = recommendations_of(run) if recommendations is None else recommendations
     if recommendations:
-        return f"{what}: {recommendations[0]['words']}"
-    return f"{what}: no change recommended"
+        return f"{what}, {recommendations[0]['words']}"
+    return f"{what}, no change recommended"
+
+
+def subject(run: Run, recommendations: list[dict] | None = None) -> str:
+    """The one subject pattern of every email about a run (its own, a sweep's or an autopilot's
+    summary, with its best run): "[vision] run 42: overfitting, raise weight_decay to 5e-4"."""
+    return f"[{run.project.name}] {run.name}: {headline(run, recommendations)}"
 
 
 # Links ------------------------------------------------------------------------------------

@@ -193,6 +193,17 @@ def invite_accept(*, invite: Invite, user) -> Membership:
         return Membership.objects.create(team=invite.team, user=user, role=Membership.MEMBER)
 
 
+def user_signup_with_invite(*, invite: Invite, username: str, email: str, password: str):
+    """A person without an account signs up through an invite link and joins its team, in one step
+    (no account is left behind when the invite turns out used or expired)."""
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username, email, password)
+        invite_accept(invite=invite, user=user)
+    return user
+
+
 def member_remove(*, membership: Membership, by=None) -> None:
     """Remove a member from a team; a team always keeps at least one admin. The team's admin rows
     are locked (SELECT ... FOR UPDATE; SQLite's write lock is taken at BEGIN) before counting, so

@@ -70,8 +70,8 @@ def test_the_digest_groups_the_days_runs_by_user_and_project(
     alice_html = parts(by_user["alice@example.com"])["text/html"].get_content()
     assert "vision old" not in texts["alice@example.com"] and "vision old" not in alice_html
     # Outcomes and recommendations
-    assert "vision b by alice: diverged; overfitting: raise weight_decay to 5e-4" in texts["alice@example.com"]
-    assert "nlp a by alice: succeeded; healthy: no change recommended" in texts["alice@example.com"]
+    assert "vision b by alice: diverged; overfitting, raise weight_decay to 5e-4" in texts["alice@example.com"]
+    assert "nlp a by alice: succeeded; healthy, no change recommended" in texts["alice@example.com"]
     assert "1. raise weight_decay to 5e-4 (confidence 70%)" in texts["bob@example.com"]
     assert alice_html.count(">raise weight_decay to 5e-4</a>") == 2
 

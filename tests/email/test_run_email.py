@@ -24,7 +24,7 @@ def test_the_owner_gets_the_email_with_subject_both_parts_and_the_png(
     [mail] = smtp_server.inbox.wait_for(1)
     assert mail["to"] == ["bob@example.com"]
     msg = mail["msg"]
-    assert msg["Subject"] == "[vision] run 42 overfitting: raise weight_decay to 5e-4"
+    assert msg["Subject"] == "[vision] run 42: overfitting, raise weight_decay to 5e-4"
     found = parts(msg)
     text = found["text/plain"].get_content()
     html = found["text/html"].get_content()
@@ -149,7 +149,7 @@ def test_a_healthy_run_without_recommendation_says_so(team_users, make_run, smtp
     run = make_run(team_users["project"], team_users["member"], name="run 7", analysis=HEALTHY)
     notify(run, django_capture_on_commit_callbacks)
     msg = smtp_server.inbox.wait_for(1)[0]["msg"]
-    assert msg["Subject"] == "[vision] run 7 healthy: no change recommended"
+    assert msg["Subject"] == "[vision] run 7: healthy, no change recommended"
     assert "No change recommended." in parts(msg)["text/plain"].get_content()
 
 
@@ -159,6 +159,6 @@ def test_a_failed_run_without_curves_is_sent_without_png(team_users, make_run, s
                    analysis={"diagnoses": [], "recommendations": []}, series=False)
     notify(run, django_capture_on_commit_callbacks)
     msg = smtp_server.inbox.wait_for(1)[0]["msg"]
-    assert msg["Subject"] == "[vision] run 9 failed: no change recommended"
+    assert msg["Subject"] == "[vision] run 9: failed, no change recommended"
     found = parts(msg)
     assert "image/png" not in found and "text/html" in found and "text/plain" in found

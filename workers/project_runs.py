@@ -178,10 +178,10 @@ def create_mlflow_run(client, run, code_run, directory):
 
     from tracking.code.mlproject import as_argument
     from tracking.models import Run
-    from workers.mlflow_logging import experiment_id
+    from workers.mlflow_logging import project_experiment_id
 
     code = code_run.code
-    exp = experiment_id(client, f"project-{run.project_id}", settings.MLFLOW_ARTIFACT_ROOT)
+    exp = project_experiment_id(client, run.project, settings.MLFLOW_ARTIFACT_ROOT)
     tags = {"runwise.run_id": str(run.pk), "runwise.project_id": str(run.project_id), "runwise.queue": run.queue,
             "runwise.code": code.name, MLFLOW_SOURCE_NAME: code.git_url or str(directory),
             MLFLOW_SOURCE_TYPE: "PROJECT", MLFLOW_PROJECT_ENTRY_POINT: code_run.entry_point}

@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import logging
 import math
-import smtplib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mass_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -339,21 +336,20 @@ def autopilot_stop(*, pilot: Autopilot) -> str:
 # ---------------------------------------------------------------- the email when it ends
 
 def email_team(pilot_id: int) -> int:
-    """One plain email to every team member with an address (django.core.mail; the email
-    helper's outbox has no autopilot kind). Returns the number sent; SMTP errors are logged."""
-    pilot = Autopilot.objects.select_related("project__team", "start_run", "best_run").get(pk=pilot_id)
-    users = get_user_model().objects.filter(memberships__team=pilot.project.team, is_active=True).exclude(email="")
-    subject = f"[Runwise] Autopilot on {pilot.start_run.name} ended: {pilot.stop_reason}"
-    body = email_body(pilot)
-    messages = [(subject, body, settings.DEFAULT_FROM_EMAIL, [u.email]) for u in users.order_by("pk")]
-    try:
-        return send_mass_mail(messages, fail_silently=False)
-    except (smtplib.SMTPException, OSError) as exc:
-        log.warning("autopilot %s: the end email was not sent (%s)", pilot_id, exc)
-        return 0
+    """The autopilot's one email to every team member with an address (its rounds' runs send none
+    of their own by default): subject "[project] best run: diagnosis, change". Returns the number
+    sent; SMTP errors are logged."""
+    from .tuning_mail import summary_send, summary_subject
+
+    pilot = Autopilot.objects.select_related("project__team", "start_run__project", "best_run__project").get(pk=pilot_id)
+    best = pilot.best_run or pilot.start_run
+    return summary_send(project=pilot.project, subject=summary_subject(pilot.project, best, f"autopilot on {pilot.start_run.name}"),
+                        body=email_body(pilot), what=f"autopilot {pilot_id}")
 
 
 def email_body(pilot: Autopilot) -> str:
+    from .tuning_mail import best_run_lines
+
     site = getattr(settings, "SITE_URL", "")
     start = pilot.start_run
     lines = [f"Autopilot on {start.name} ended: {pilot.stop_reason}.", "",
@@ -363,9 +359,7 @@ def email_body(pilot: Autopilot) -> str:
         change = ", ".join(f"{k}={v}" for k, v in r.change.items())
         lines.append(f"Round {r.number}: {r.rule} ({change}) from {r.parent_run.name}: "
                      f"best val_loss {fmt(r.run.best_val_loss)}, {mark}")
-    if pilot.best_run:
-        lines += ["", f"Best run: {pilot.best_run.name}, val_loss {fmt(pilot.best_val_loss)}",
-                  f"{site}{pilot.best_run.get_absolute_url()}"]
+    lines += [""] + best_run_lines(pilot.best_run or start)
     lines += ["", f"Lineage: {site}{pilot.get_absolute_url()}"]
     return "\n".join(lines)
 

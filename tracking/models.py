@@ -270,6 +270,9 @@ class NotificationSetting(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="notification_settings")
     mode = models.CharField(max_length=12, choices=CHOICES, default=EVERY_RUN)
     include_stopped = models.BooleanField(default=False)
+    # Runs of sweeps and autopilots are summarised in the sweep's or autopilot's one email; a user
+    # who ticks this hears about each of them too.
+    include_tuning_runs = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "project"], name="one_setting_per_user_project")]

@@ -53,19 +53,33 @@ def owner_wants_stopped(run: Run) -> bool:
         user_id=run.owner_id, project_id=run.project_id, include_stopped=True).exists()
 
 
+def is_tuning_run(run: Run) -> bool:
+    """A trial of a sweep or a round of an autopilot: summarised in that sweep's or autopilot's email."""
+    from .models import AutopilotRound, Trial
+
+    return Trial.objects.filter(run_id=run.pk).exists() or AutopilotRound.objects.filter(run_id=run.pk).exists()
+
+
 def run_recipients(run: Run) -> list:
-    """Current members of the run's team who asked for this run by email."""
+    """Current members of the run's team who asked for this run by email. A sweep's or an
+    autopilot's run only goes to those who ticked "runs of sweeps and autopilots too"."""
     if run.status not in Run.FINAL:
         return []
     if run.status == Run.Status.STOPPED and not owner_wants_stopped(run):
         return []
-    modes = dict(NotificationSetting.objects.filter(project_id=run.project_id).values_list("user_id", "mode"))
+    settings_rows = NotificationSetting.objects.filter(project_id=run.project_id)
+    modes = dict(settings_rows.values_list("user_id", "mode"))
+    if is_tuning_run(run):
+        every_one = set(settings_rows.filter(include_tuning_runs=True).values_list("user_id", flat=True))
+    else:
+        every_one = None
     wanted = {NotificationSetting.EVERY_RUN}
     if run_has_recommendation(run):
         wanted.add(NotificationSetting.WITH_RECOMMENDATION)
     members = get_user_model().objects.filter(
         memberships__team_id=run.project.team_id, is_active=True).exclude(email="").order_by("pk")
-    return [user for user in members if effective_mode(modes, user.pk, run.owner_id) in wanted]
+    return [user for user in members if effective_mode(modes, user.pk, run.owner_id) in wanted
+            and (every_one is None or user.pk in every_one)]
 
 
 def outbox_create(*, key: str, kind: str, recipient, team_id: int, run_id=None, digest_date=None):
@@ -205,11 +219,12 @@ def notification_settings_of(user) -> list[dict]:
     return [dict(project=p, setting=settings_by_project.get(p.pk)) for p in projects]
 
 
-def notification_setting_save(*, user, project, mode: str, include_stopped: bool):
+def notification_setting_save(*, user, project, mode: str, include_stopped: bool, include_tuning_runs: bool = False):
     """Save the user's choice for the project; mode "" goes back to the default (no row)."""
     if not mode:
         NotificationSetting.objects.filter(user=user, project=project).delete()
         return None
     setting, _ = NotificationSetting.objects.update_or_create(
-        user=user, project=project, defaults=dict(mode=mode, include_stopped=include_stopped))
+        user=user, project=project, defaults=dict(mode=mode, include_stopped=include_stopped,
+                                                  include_tuning_runs=include_tuning_runs))
     return setting

@@ -285,8 +285,13 @@ def advance(sweep_id: int) -> str:
 
 
 def _finish(sweep, state, reason, best_run_id=None) -> str:
-    Sweep.objects.filter(pk=sweep.pk, state=Sweep.State.RUNNING).update(
-        state=state, stop_reason=reason, best_run_id=best_run_id, finished_at=timezone.now())
+    """End the sweep once (conditional UPDATE) and send its one email after commit."""
+    if Sweep.objects.filter(pk=sweep.pk, state=Sweep.State.RUNNING).update(
+            state=state, stop_reason=reason, best_run_id=best_run_id, finished_at=timezone.now()):
+        from .tuning_mail import sweep_email
+
+        sweep_id = sweep.pk
+        transaction.on_commit(lambda: sweep_email(sweep_id))
     return state
 
 

@@ -16,11 +16,15 @@ class NotificationSettingForm(forms.Form):
     project = forms.IntegerField(min_value=1)
     mode = forms.ChoiceField(choices=[("", DEFAULT_LABEL)] + NotificationSetting.CHOICES, required=False)
     include_stopped = forms.BooleanField(required=False)
+    include_tuning_runs = forms.BooleanField(required=False)
 
     def clean(self):
         data = super().clean()
         if data.get("include_stopped") and not data.get("mode"):
             self.add_error("include_stopped", "choose a mode (not the default) to include stopped runs")
+        if data.get("include_tuning_runs") and not data.get("mode"):
+            self.add_error("include_tuning_runs", "choose a mode (not the default) to hear about every run of sweeps "
+                                                  "and autopilots")
         return data
 
 
@@ -40,7 +44,8 @@ def notification_settings(request):
         return _settings_page(request, form=form, status=400)
     project = project_or_404(request.user, form.cleaned_data["project"])
     notification_setting_save(user=request.user, project=project, mode=form.cleaned_data["mode"],
-                              include_stopped=form.cleaned_data["include_stopped"])
+                              include_stopped=form.cleaned_data["include_stopped"],
+                              include_tuning_runs=form.cleaned_data["include_tuning_runs"])
     messages.success(request, f"Notifications for {project.name} saved.")
     return redirect(f"{request.path}#project-{project.pk}")
 

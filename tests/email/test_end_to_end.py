@@ -34,7 +34,7 @@ def test_the_final_analysis_emails_the_engines_diagnosis_and_first_change_once(
     [mail] = smtp_server.inbox.wait_for(1)
     assert mail["to"] == ["bob@example.com"]
     msg = mail["msg"]
-    assert msg["Subject"].startswith("[vision] run e2e overfitting: ")
+    assert msg["Subject"].startswith("[vision] run e2e: overfitting, ")
     assert msg["Subject"].endswith(change_in_words(top.change, run.config))
     found = parts(msg)
     assert "image/png" in found

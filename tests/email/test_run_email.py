@@ -89,7 +89,7 @@ def test_a_removed_member_gets_nothing_more(
     notify(second, django_capture_on_commit_callbacks)
 
     smtp_server.inbox.wait_for(3)
-    assert [m["msg"]["Subject"].split()[2] for m in smtp_server.inbox.to("alice@example.com")] == ["1"]
+    assert [m["msg"]["Subject"].split(":")[0] for m in smtp_server.inbox.to("alice@example.com")] == ["[vision] run 1"]
     assert len(smtp_server.inbox.to("bob@example.com")) == 2
 
 

@@ -13,7 +13,7 @@ def recipients_of(run, capture, inbox, expected_count):
     with capture(execute=True):
         notify_run_ended(run.pk)
     inbox.wait_for(expected_count, timeout=5 if expected_count else 0.5)
-    return sorted(m["to"][0] for m in inbox.messages if f" {run.name} " in m["msg"]["Subject"])
+    return sorted(m["to"][0] for m in inbox.messages if f" {run.name}: " in m["msg"]["Subject"])
 
 
 @pytest.fixture

@@ -103,11 +103,13 @@ def test_the_team_gets_one_email_when_it_ends(team_users, mailoutbox, django_cap
     recommend(start, ("a", {"lr": 0.1}))
     pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"])
     with django_capture_on_commit_callbacks(execute=True):
-        finish_round(pilot, 1.0)
+        best = finish_round(pilot, 1.0)
         autopilot.finish(pilot, "again")  # a second end does nothing
     assert sorted(m.to[0] for m in mailoutbox) == ["alice@example.com", "bob@example.com"]
     body = mailoutbox[0].body
-    assert "no recommendation" in mailoutbox[0].subject and "Round 1: a (lr=0.1)" in body and "1" in body
+    # The subject of every run email, for the best run: "[project] run name: diagnosis, change".
+    assert mailoutbox[0].subject == f"[vision] {best.name}: succeeded, no change recommended"
+    assert "ended: no recommendation" in body and "Round 1: a (lr=0.1)" in body and "1" in body
     assert "eve@example.com" not in [m.to[0] for m in mailoutbox]
 
 

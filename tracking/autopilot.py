@@ -299,7 +299,10 @@ def next_round(pilot: Autopilot) -> str:
     rec, config = picked
     number = rounds + 1
     rec_row = Recommendation.objects.filter(pk=rec.get("id")).first() if rec.get("id") else None
-    if best.kind == Run.Kind.CODE:
+    twin = trained_twin(pilot, config) if best.kind == Run.Kind.TRAIN else None
+    if twin is not None:  # this config (same seed) was trained in the lineage already: reuse it
+        run = twin
+    elif best.kind == Run.Kind.CODE:
         from .code.services import code_run_follow_up
 
         run = code_run_follow_up(run=best, owner=pilot.owner, change=rec["change"], applied_recommendation=rec_row,
@@ -315,7 +318,40 @@ def next_round(pilot: Autopilot) -> str:
                                   rule=rec.get("rule", ""), change=rec.get("change") or {})
     Autopilot.objects.filter(pk=pilot.pk).update(current_run=run)
     pilot.current_run = run
+    if twin is not None:
+        log.info("autopilot %s round %s: reuses run %s (same config, already trained)", pilot.pk, number, twin.pk)
+        return round_ended(pilot, twin.pk)
     return f"round {number}"
+
+
+LINEAGE_LIMIT = 2000  # runs looked at for a trained twin: the start run's family tree
+
+
+def lineage_runs(start: Run) -> list[dict]:
+    """The start run's family tree (its oldest ancestor and every descendant of it): pk, config,
+    status, analysed_at and whether the run is some autopilot's round already."""
+    root, seen = start, {start.pk}
+    while root.parent_id and root.parent_id not in seen and len(seen) < 100:
+        seen.add(root.parent_id)
+        root = Run.objects.only("pk", "parent_id").get(pk=root.parent_id)
+    fields = ("pk", "config", "status", "analysed_at", "kind", "autopilot_round")
+    found = list(Run.objects.filter(pk=root.pk).values(*fields))
+    frontier = [root.pk]
+    while frontier and len(found) < LINEAGE_LIMIT:
+        children = list(Run.objects.filter(parent_id__in=frontier).values(*fields)[:LINEAGE_LIMIT])
+        found += children
+        frontier = [c["pk"] for c in children]
+    return found
+
+
+def trained_twin(pilot: Autopilot, config: dict) -> Optional[Run]:
+    """A run of the lineage that already trained exactly this config (the seed included, so the
+    same result), ended well and was analysed; not another autopilot's round. None if there is none."""
+    for row in lineage_runs(pilot.start_run):
+        if (row["config"] == config and row["kind"] == Run.Kind.TRAIN and row["status"] == Run.Status.SUCCEEDED
+                and row["analysed_at"] is not None and row["autopilot_round"] is None):
+            return Run.objects.get(pk=row["pk"])
+    return None
 
 
 def finish(pilot: Autopilot, reason: str) -> str:

@@ -149,3 +149,40 @@ def test_the_periodic_task_advances_a_round_whose_hook_was_missed_and_only_once(
     pilot.refresh_from_db()
     assert pilot.rounds.count() == 2 and pilot.current_run.config["lr"] == 0.3
     assert advance_tuning()["autopilots"] == 0 and pilot.rounds.count() == 2
+
+
+def test_a_config_already_trained_in_the_lineage_is_reused_not_retrained(team_users):
+    """The first recommendation was applied by hand already (same config, same seed): the round
+    takes that run's result and the next round starts from it, without training it again."""
+    from tracking.config import apply_change
+
+    start = trained(team_users, 2.0)
+    recommend(start, ("a", {"lr": 0.1}), ("b", {"batch_size": 64}))
+    by_hand = Run.objects.create(project=start.project, owner=team_users["member"], name="lr 0.1 by hand",
+                                 config=apply_change(start.config, {"lr": 0.1}), parent=start, status="succeeded",
+                                 best_val_loss=1.2, analysed_at=timezone.now(), finished_at=timezone.now())
+    recommend(by_hand, ("c", {"weight_decay": 1e-4}))
+    before = Run.objects.count()
+
+    pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"])
+
+    round1, round2 = pilot.rounds.all()
+    assert round1.run == by_hand and round1.improved is True and round1.rule == "a"
+    assert pilot.best_run == by_hand and pilot.best_val_loss == 1.2
+    assert round2.parent_run == by_hand and round2.rule == "c"  # goes on from the reused run
+    assert Run.objects.count() == before + 1  # only round 2's run is new
+    new = pilot.current_run
+    assert new == round2.run and new.status == Run.Status.QUEUED and new.config["weight_decay"] == 1e-4
+    assert new.config["lr"] == 0.1
+
+
+def test_a_twin_with_another_seed_is_trained(team_users):
+    from tracking.config import apply_change
+
+    start = trained(team_users, 2.0)
+    recommend(start, ("a", {"lr": 0.1}))
+    Run.objects.create(project=start.project, owner=team_users["member"], name="other seed",
+                       config=apply_change(start.config, {"lr": 0.1, "seed": 7}), parent=start, status="succeeded",
+                       best_val_loss=1.2, analysed_at=timezone.now())
+    pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"])
+    assert pilot.current_run.status == Run.Status.QUEUED and pilot.current_run.config["seed"] == start.config["seed"]

@@ -16,11 +16,13 @@ def test_the_run_page_shows_status_progress_config_device_and_the_mlflow_link_to
     assert 'id="stop-form"' in body
     assert "uPlot.iife.min.js" in body
     # The MLflow UI holds every team's runs: only staff (who hold MLflow logins) get the link.
-    assert "mlflow.example" not in body
+    assert "mlflow.example" not in body and "open in MLflow" not in body
+    assert member_client.get(f"/runs/{run.pk}/mlflow/").status_code == 404
     team_users["member"].is_staff = True
     team_users["member"].save()
     body = member_client.get(f"/runs/{run.pk}/").content.decode()
-    assert 'href="http://mlflow.example:5000/#/runs/abc123"' in body
+    assert f'href="/runs/{run.pk}/mlflow/"' in body  # redirects to the run in MLflow's model-training view
+    assert "open in MLflow" in body
     settings.MLFLOW_UI_URL = ""  # the deployment's default: no link at all
     assert "open in MLflow" not in member_client.get(f"/runs/{run.pk}/").content.decode()
 

@@ -151,7 +151,9 @@ def shoot(url, baseline, lr_test):
         page.goto(f"/runs/{baseline.pk}/")
         page.wait_for_selector("#chart-lr canvas")
         page.wait_for_timeout(500)
-        page.screenshot(path=str(ROOT / "docs/run-page.png"), full_page=True)
+        charts = page.locator("#charts").bounding_box()  # the page down to its charts (the config below)
+        page.screenshot(path=str(ROOT / "docs/run-page.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1280, "height": charts["y"] + charts["height"] + 16})
         page.locator("#charts").screenshot(path=str(ROOT / "docs/run-charts.png"))
 
         page.goto(f"/projects/{baseline.project_id}/?sort=best_val_loss")

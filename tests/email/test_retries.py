@@ -48,7 +48,7 @@ def test_with_the_smtp_server_down_it_retries_and_sends_exactly_once_when_it_is_
         wait_for(lambda: OutboxEmail.objects.get(pk=row.pk).state == "sent", 30, "the email to be sent")
         time.sleep(1.0)  # a duplicate would arrive now
         assert [m["to"] for m in server.inbox.messages] == [["bob@example.com"]]
-        assert server.inbox.messages[0]["msg"]["Subject"].startswith("[vision] run 42 overfitting")
+        assert server.inbox.messages[0]["msg"]["Subject"].startswith("[vision] run 42: overfitting")
     finally:
         server.stop()
     row.refresh_from_db()

@@ -38,6 +38,8 @@ def test_open_in_mlflow_opens_the_run_in_the_model_training_view(page, team_user
     run = make_run(project, team_users["admin"], name="tracked", with_series=False)
     Run.objects.filter(pk=run.pk).update(mlflow_run_id=ml_run.info.run_id)
     settings.MLFLOW_UI_URL = "http://mlflow.invalid:5000"
+    team_users["member"].is_staff = True  # the link is for staff, who hold MLflow logins
+    team_users["member"].save()
     sign_in(page, "bob", "pw-bob-123")
     page.goto(f"/runs/{run.pk}/")
     href = page.locator("a", has_text="open in MLflow").get_attribute("href")

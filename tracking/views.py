@@ -1,5 +1,6 @@
 """Pages. Each view: an access helper (404 outside the user's teams), a form, one service call,
 a redirect. Reads come from tracking.selectors."""
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.views import redirect_to_login

@@ -75,7 +75,7 @@ def test_a_run_that_ends_while_redis_is_down_is_analysed_and_emailed_once_redis_
         run.refresh_from_db()
         assert run.analysis["diagnoses"] and run.analysed_at >= run.finished_at
         [mail] = smtp.inbox.to("bob@example.com")
-        assert mail["msg"]["Subject"].startswith("[vision] outage run ")
+        assert mail["msg"]["Subject"].startswith("[vision] outage run: ")
         assert len(smtp.inbox.messages) == 1
     finally:
         if beat is not None:

@@ -52,6 +52,8 @@ OUTPUT_LINES = 200
 STDERR_LINES = 20
 STOP_POLL = 0.2  # s between reads of the stop request
 PROGRESS_POLL = 1.0  # s between polls of MLflow (more when a poll takes long)
+MAX_POLL = 10.0  # s at most between polls of MLflow
+HEARTBEAT_EVERY = 2.0  # s (RUN_HEARTBEAT_TIMEOUT is well above)
 ANALYSE_EVERY = 5  # epochs
 ANALYSE_MIN_SECONDS = 15.0
 
@@ -306,8 +308,15 @@ def watch(run, process, follower) -> str | None:
     poll_cost = 0.0
     seen_output = -1
     stop_reason = None
+    beat = time.monotonic()
     while process.poll() is None:
         time.sleep(STOP_POLL)
+        if time.monotonic() - beat >= HEARTBEAT_EVERY:  # alive, however slow MLflow answers
+            beat = time.monotonic()
+            try:
+                _heartbeat(run.pk)
+            except Exception:
+                log.exception("run %s: heartbeat not written", run.pk)
         try:
             if _stop_requested(run.pk):
                 stop_reason = "stopped at a user's request"
@@ -329,7 +338,7 @@ def watch(run, process, follower) -> str | None:
             log.warning("run %s: MLflow not read this time: %s", run.pk, exc)
             _heartbeat(run.pk)
         poll_cost = time.monotonic() - began
-        next_poll = time.monotonic() + max(PROGRESS_POLL, 5 * poll_cost)
+        next_poll = time.monotonic() + min(MAX_POLL, max(PROGRESS_POLL, 5 * poll_cost))
         if stop_reason:
             process.cancel()
             break
@@ -367,6 +376,7 @@ def run_code(run_id, *, worker=None):
         finish(run_id, worker=worker, status=Run.Status.FAILED, reason=f"could not start: {exc}")
         send_analysis(run_id, final=True)
         return True
+    _heartbeat(run_id)  # a checkout may have taken a while
     log.info("code run %s: started %r in %s (MLflow run %s)", run_id, command, directory, mlflow_run_id)
     follower = Follower(run, client, mlflow_run_id, started)
     try:

@@ -10,5 +10,12 @@ import sklearn.datasets  # noqa: E402,F401
 import sklearn.model_selection  # noqa: E402,F401
 import torch  # noqa: E402,F401
 
+import mlflow  # noqa: E402,F401
+import mlflow.store.tracking.sqlalchemy_store  # noqa: E402,F401  (a SQL store's client, made in each run)
+import mlflow.tracking  # noqa: E402,F401
+
+import tracking.series  # noqa: E402,F401
 import workers.lr_range  # noqa: E402,F401
+import workers.mlflow_logging  # noqa: E402,F401
+import workers.run_callbacks  # noqa: E402,F401
 import workers.training  # noqa: E402,F401

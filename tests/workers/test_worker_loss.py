@@ -92,7 +92,7 @@ def test_an_imported_run_is_never_taken_for_a_lost_worker_s(run_factory):
 
     from workers.recovery import recover_stalled_runs
 
-    external = run_factory(status="running", kind="external", queue="")
+    external = run_factory(status="running", kind="external")
     Run.objects.filter(pk=external.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
     assert recover_stalled_runs() == ([], [])
     assert Run.objects.get(pk=external.pk).status == "running"

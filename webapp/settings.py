@@ -70,6 +70,7 @@ AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = envint("LOGIN_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner on stderr: management commands answer with one line
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 # A proxy in front (BEHIND_PROXY=true) is trusted for X-Forwarded-Proto and X-Forwarded-For;
 # without one a client could set them to pass for https or for another address.

@@ -38,10 +38,10 @@ def test_an_example_trains_from_the_form_is_applied_stopped_and_fails_clearly(
     sign_in(page, "alice", "pw-alice-123")
     epochs = EXAMPLES[example]
 
-    run_id = start_from_form(page, code, **{epochs: 4, "epoch_seconds": 1.0})
+    run_id = start_from_form(page, code, **{epochs: 4, "epoch_seconds": 2.5})
     # live: output lines and chart points while it trains
     wait_for(lambda: "epoch 1" in (page.text_content("#code-output") or "") and status_of(run_id) == "running",
-             120, "live output while running", log=log)
+             240, "live output while running", log=log)
     wait_for(lambda: int(page.get_attribute("#charts", "data-points") or 0) > 0, 30, "live chart points", log=log)
     wait_for(lambda: status_of(run_id) in Run.FINAL, 90, "end of the run", log=log)
     assert status_of(run_id) == "succeeded", Run.objects.get(pk=run_id).status_reason

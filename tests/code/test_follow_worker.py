@@ -80,7 +80,7 @@ def test_a_lightning_run_logged_outside_runwise_is_imported_analysed_and_emailed
                    60, "the run ended and analysed", log=worker.log)
     assert run.analysis["diagnoses"] and run.config["epochs"] == 4 and run.epoch == 4
     [mail] = [m for m in server.inbox.wait_for(1, timeout=60) if "alice@example.com" in m["to"]]
-    assert mail["msg"]["Subject"].startswith(f"[vision] {run.name} ")
+    assert mail["msg"]["Subject"].startswith(f"[vision] {run.name}: ")
     assert OutboxEmail.objects.get(run=run).state == "sent"
     time.sleep(PERIOD + 1)  # one more import of the ended run
     assert snapshot(mlflow_client, mlflow_id) == ended  # nothing written back to MLflow

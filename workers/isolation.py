@@ -126,6 +126,21 @@ def _fail_abandoned(run_id, worker, exitcode, killed_for_time, limits):
 
 # ---------------------------------------------------------------- the child's side
 
+_alive = None  # in a run's child: the pipe that only its worker holds open
+
+
+def worker_alive() -> bool:
+    """False in a run's child once its worker has died (its end of the pipe is closed); True elsewhere.
+    A child whose worker was killed must not fail the run on the errors that the death causes (the
+    writer's pipe breaking): the run is recovery's to requeue and resume."""
+    if _alive is None:
+        return True
+    try:
+        return not _alive.poll(0)  # the worker never writes: readable means end of file
+    except (OSError, EOFError, ValueError):
+        return False
+
+
 def _exit_with_parent(alive):
     """End this process when the worker dies (EOF on a pipe whose other end only the worker holds)."""
     def watch():
@@ -150,6 +165,8 @@ def _limit_memory(megabytes: int) -> None:
 
 
 def _child_main(run_id, worker, lr_find, limits, handle, alive):
+    global _alive
+    _alive = alive
     _exit_with_parent(alive)
     import django
 

@@ -53,7 +53,11 @@ def claim_run(run_id, *, worker, device):
 def finish_run(run_id, *, worker, status, reason, result=None):
     """running -> a final state, only while this worker owns the run."""
     from tracking.models import Run
+    from workers.isolation import worker_alive
 
+    if status == Run.Status.FAILED and not worker_alive():
+        log.warning("run %s: its worker died; left to recovery, not failed (%s)", run_id, reason)
+        return False
     now = timezone.now()
     fields = dict(status=status, status_reason=reason[:2000], finished_at=now, heartbeat_at=now, eta_seconds=None)
     if result is not None:

@@ -42,6 +42,17 @@ def redis_server():
     proc.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def _empty_broker(request):
+    """Each test that uses Redis starts on an empty broker: a task left queued by an earlier test
+    (whose run ids the next test's database reuses) must not reach this test's worker."""
+    if "redis_server" in request.fixturenames:
+        client = request.getfixturevalue("redis_server")["client"]
+        for key in client.scan_iter():  # queues and unacked messages; kombu's bindings stay
+            if not key.startswith(b"_kombu.binding."):
+                client.delete(key)
+
+
 class WorkerProcess:
     """A real `celery worker` subprocess on the test database; can be killed and restarted."""
 

@@ -129,14 +129,16 @@ def _fail_abandoned(run_id, worker, exitcode, killed_for_time, limits):
 _alive = None  # in a run's child: the pipe that only its worker holds open
 
 
-def worker_alive() -> bool:
+def worker_alive(grace: float = 0.0) -> bool:
     """False in a run's child once its worker has died (its end of the pipe is closed); True elsewhere.
     A child whose worker was killed must not fail the run on the errors that the death causes (the
-    writer's pipe breaking): the run is recovery's to requeue and resume."""
+    writer's pipe breaking): the run is recovery's to requeue and resume. `grace`: seconds to wait
+    for the end of file, since a killed worker's writer can die before the kernel has closed the
+    worker's files (the writer gets its parent-death signal from the thread that started it)."""
     if _alive is None:
         return True
     try:
-        return not _alive.poll(0)  # the worker never writes: readable means end of file
+        return not _alive.poll(grace)  # the worker never writes: readable means end of file
     except (OSError, EOFError, ValueError):
         return False
 

@@ -22,6 +22,9 @@ def train_run(self, run_id):
     from workers.isolation import train_in_child
 
     kind = Run.objects.filter(pk=run_id).values_list("kind", flat=True).first()
+    if kind is None:  # deleted, or a stale message (a run is committed before its task is sent)
+        log.info("run %s: no such run; task dropped", run_id)
+        return False
     if kind == Run.Kind.CODE:  # the team's own code, an MLflow project (workers/project_runs.py)
         from workers.dispatch import dispatch_waiting
         from workers.project_runs import run_code

@@ -43,7 +43,8 @@ def claim_run(run_id, *, worker, device):
 
     now = timezone.now()
     stale = Q(status=Run.Status.RUNNING) & (Q(heartbeat_at__lt=now - heartbeat_timeout()) | Q(heartbeat_at__isnull=True))
-    claimed = Run.objects.filter(Q(pk=run_id) & (Q(status=Run.Status.QUEUED) | stale)).update(
+    # only a built-in run: a task that raced a code run's creation (kind read as missing) takes nothing
+    claimed = Run.objects.filter(Q(pk=run_id, kind=Run.Kind.TRAIN) & (Q(status=Run.Status.QUEUED) | stale)).update(
         status=Run.Status.RUNNING, worker=worker, device=device, attempts=F("attempts") + 1,
         heartbeat_at=now, started_at=Coalesce(F("started_at"), Value(now)), status_reason="",
     )
@@ -55,7 +56,7 @@ def finish_run(run_id, *, worker, status, reason, result=None):
     from tracking.models import Run
     from workers.isolation import worker_alive
 
-    if status == Run.Status.FAILED and not worker_alive():
+    if status == Run.Status.FAILED and not worker_alive(grace=2.0):
         log.warning("run %s: its worker died; left to recovery, not failed (%s)", run_id, reason)
         return False
     now = timezone.now()

@@ -101,7 +101,7 @@ def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_
     killed_at = Run.objects.get(pk=run.pk).epoch
     assert 0 < killed_at < epochs
     time.sleep(0.5)
-    assert status_of(run) == "running"
+    assert status_of(run) == "running", Run.objects.get(pk=run.pk).status_reason
 
     requeued, failed = recover_stalled_runs(timeout=timedelta(0))
     assert (requeued, failed) == ([run.pk], [])

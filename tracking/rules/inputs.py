@@ -2,11 +2,13 @@
 
 A run input is plain data: {"config", "metrics": {name: [[step, value], ...]},
 "steps_per_epoch", "status"}. Values may be NaN or infinite (also written as the
-strings "nan", "inf", "-inf"; a numeric string is read as its number). Every point of
-every series is checked: a point that is not a pair of numbers (a bool, null, a string
+strings "nan", "inf", "-inf"; a numeric string is read as its number). Every point the
+engine reads is checked: a point that is not a pair of numbers (a bool, null, a string
 other than a number or nan/inf, three numbers) is refused, naming the metric and the
-point's index. The config is read, never validated:
-an external run may hold any keys.
+point's index. That is every point of every series, except in a long series that the
+engine only summarises (SUMMARISED: lr, grad_norm, accuracies), of which it reads every
+k-th point (about SUMMARY_POINTS), so the rest can have no effect on the answer. The
+config is read, never validated: an external run may hold any keys.
 
 Metric names of other loggers (Lightning, Hugging Face, Keras, plain scripts) are read
 under DESIGN.md's names, the steps per epoch inferred when no tag says it, and epoch-level
@@ -56,16 +58,18 @@ class RunInput:
     sources: dict[str, str] = field(default_factory=dict)  # DESIGN name -> the name it was logged under
 
 
-# Metrics the engine only summarises (percentiles, constant or not, the schedule's shape): a long
-# series of these is checked whole, then kept every k-th point.
+# Metrics the engine only summarises (percentiles, constant or not, the schedule's shape): of a long
+# series of these only every k-th point is read (and checked).
 SUMMARISED = ("lr", "grad_norm", "train_accuracy", "val_accuracy", "epoch")
 SUMMARY_POINTS = 20_000
 _step_of, _value_of = itemgetter(0), itemgetter(1)
 
 
-def _bad_point(where: str, points) -> RunInputError:
-    """The first malformed point of a series (the slow path, taken only when one exists)."""
+def _bad_point(where: str, points, stride: int = 1) -> RunInputError:
+    """The first malformed point of a series (the slow path, taken only when one exists); `points`
+    may be every `stride`-th point of the series, whose indices are then named."""
     for i, p in enumerate(points):
+        i *= stride
         if not isinstance(p, (list, tuple)) or len(p) != 2:
             why = "is not a [step, value] pair"
         elif type(p[0]) not in NUMBER_TYPES or not math.isfinite(p[0]):
@@ -78,13 +82,13 @@ def _bad_point(where: str, points) -> RunInputError:
     return RunInputError(where, "every point must be a [step, value] pair of numbers")
 
 
-def _column(where: str, points, column: list) -> np.ndarray:
+def _column(where: str, points, column: list, stride: int = 1) -> np.ndarray:
     """One column (steps or values) as float64; every entry checked, strings nan/inf read."""
     types = set(map(type, column))
     if not types <= NUMBER_TYPES:
         if types - NUMBER_TYPES != {str} or not all(
                 type(v) in NUMBER_TYPES or v.strip().lower() in NONFINITE for v in column):
-            raise _bad_point(where, points)
+            raise _bad_point(where, points, stride)
         column = [NONFINITE[v.strip().lower()] if type(v) is str else v for v in column]
     return np.fromiter(column, dtype=float, count=len(column))
 
@@ -117,19 +121,20 @@ def _series(name: str, points) -> Series:
         raise RunInputError(where, "must be a list of [step, value] pairs")
     if not points:
         return Series(np.empty(0), np.empty(0))
+    stride = 1
+    if len(points) > SUMMARY_POINTS and loggers.canonical_name(name) in SUMMARISED:
+        stride = len(points) // SUMMARY_POINTS
+        points = points[::stride]  # only these are read
     found = _fast(points, len(points))
     if found is None:  # something is off somewhere: read it column by column, naming the first bad point
         if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {2}:
-            raise _bad_point(where, points)
-        steps = _column(where, points, list(map(_step_of, points)))
-        values = _column(where, points, list(map(_value_of, points)))
+            raise _bad_point(where, points, stride)
+        steps = _column(where, points, list(map(_step_of, points)), stride)
+        values = _column(where, points, list(map(_value_of, points)), stride)
     else:
         steps, values = found
     if not np.isfinite(steps).all():
-        raise _bad_point(where, points)
-    if loggers.canonical_name(name) in SUMMARISED and len(steps) > SUMMARY_POINTS:
-        k = len(steps) // SUMMARY_POINTS
-        steps, values = steps[::k], values[::k]
+        raise _bad_point(where, points, stride)
     if steps.size > 1 and (np.diff(steps) < 0).any():
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]

@@ -206,6 +206,11 @@ CSV_MAX_CELLS = envint("CSV_MAX_CELLS", 20_000_000)         # data rows x input 
 # ANALYSIS_PENDING_STALE seconds is taken as lost (another one may be queued).
 ANALYSIS_CATCH_UP_AFTER = envint("ANALYSIS_CATCH_UP_AFTER", 60)
 ANALYSIS_PENDING_STALE = envint("ANALYSIS_PENDING_STALE", 600)
+# While a run trains (built-in or registered code), the worker asks the rules engine every
+# ANALYSIS_EVERY_EPOCHS epochs (stop_on_diagnosis) and enqueues an interim analysis at most every
+# ANALYSIS_MIN_SECONDS seconds, the first one that long after the start.
+ANALYSIS_EVERY_EPOCHS = envint("ANALYSIS_EVERY_EPOCHS", 5)
+ANALYSIS_MIN_SECONDS = float(os.environ.get("ANALYSIS_MIN_SECONDS", "15"))
 # Tags a run can have (each at most 50 characters), in the form and the API alike.
 RUN_MAX_TAGS = envint("RUN_MAX_TAGS", 20)
 # A checkpoint is logged at an epoch end at most this often (seconds; 0: every epoch).

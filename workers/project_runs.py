@@ -54,8 +54,6 @@ STOP_POLL = 0.2  # s between reads of the stop request
 PROGRESS_POLL = 1.0  # s between polls of MLflow (more when a poll takes long)
 MAX_POLL = 10.0  # s at most between polls of MLflow
 HEARTBEAT_EVERY = 2.0  # s (RUN_HEARTBEAT_TIMEOUT is well above)
-ANALYSE_EVERY = 5  # epochs
-ANALYSE_MIN_SECONDS = 15.0
 
 try:
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -237,6 +235,8 @@ class Follower:
         self.epochs_done = 0
         self.analysed_at_epoch = 0
         self.last_analysis = time.monotonic()
+        self.every = settings.ANALYSIS_EVERY_EPOCHS  # epochs
+        self.min_seconds = settings.ANALYSIS_MIN_SECONDS
 
     def poll(self, final=False):
         from tracking.code.progress import as_history, design_metrics, last_value, progress_fields
@@ -258,7 +258,7 @@ class Follower:
         from tracking.code.progress import as_history
         from workers.run_callbacks import analysis_module, send_analysis
 
-        if self.epochs_done < self.analysed_at_epoch + ANALYSE_EVERY:
+        if self.epochs_done < self.analysed_at_epoch + self.every:
             return None
         self.analysed_at_epoch = self.epochs_done
         module = analysis_module()
@@ -266,7 +266,7 @@ class Follower:
             reason = module.should_stop_early(self.run.pk, as_history(self.metrics))
             if reason:
                 return f"stopped on diagnosis: {reason}"
-        if time.monotonic() - self.last_analysis >= ANALYSE_MIN_SECONDS:
+        if time.monotonic() - self.last_analysis >= self.min_seconds:
             self.last_analysis = time.monotonic()
             send_analysis(self.run.pk, final=False)
         return None

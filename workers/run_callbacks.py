@@ -126,14 +126,18 @@ def send_analysis(run_id, final):
 
 
 class Analysis(Callback):
-    """Every `every` epochs: asks the rules engine whether to stop (config stop_on_diagnosis),
-    and enqueues an interim analysis at most every `min_seconds`."""
+    """Every `every` epochs (ANALYSIS_EVERY_EPOCHS, 5): asks the rules engine whether to stop
+    (config stop_on_diagnosis), and enqueues an interim analysis at most every `min_seconds`
+    (ANALYSIS_MIN_SECONDS, 15 s; the first one that long after the start)."""
 
     order = 20
 
-    def __init__(self, run_id, stop_on_diagnosis=False, every=5, min_seconds=15.0):
+    def __init__(self, run_id, stop_on_diagnosis=False, every=None, min_seconds=None):
+        from django.conf import settings
+
         self.run_id, self.stop_on_diagnosis = run_id, stop_on_diagnosis
-        self.every, self.min_seconds = every, min_seconds
+        self.every = settings.ANALYSIS_EVERY_EPOCHS if every is None else every
+        self.min_seconds = settings.ANALYSIS_MIN_SECONDS if min_seconds is None else min_seconds
         self._last_sent = time.monotonic()
         self.module = analysis_module()
 

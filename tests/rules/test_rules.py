@@ -27,12 +27,20 @@ def features():
     return f
 
 
+def annealed_features():
+    """The same curves under a cosine schedule that ran its course (the LR ended near zero)."""
+    train, val = c.unstable()
+    f, _, _ = analyse(c.run(train, val, config={"scheduler": "cosine", "epochs": len(val)}))
+    assert f.annealed
+    return f
+
+
 @pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
 def test_each_rule_proposes_a_valid_absolute_change(rule):
     assert rule.id.startswith(rule.diagnosis + ".") and rule.rationale and 0 < rule.confidence <= 1
-    f = features()
     applied = 0
-    for raw, facts in [(raw, facts) for raw in CONFIGS for facts in FACTS]:
+    for f, raw, facts in [(f, raw, facts) for f in (features(), annealed_features()) for raw in CONFIGS
+                          for facts in FACTS]:
         config = validate_config(raw)
         ctx = Context(read_config(config), f, Diagnosis(rule.diagnosis, 0.9, "", [1, 2], dict(facts)), frozenset(config))
         if not rule.when(ctx):

@@ -166,6 +166,11 @@ def _learning_failed(f: Features):
     best_at, last_at = f.at(m.raw_argmin), f.at(n - 1)
     known = f.untrained_known
     worse = ramp(min(m.last, raw_last) / u, 1.02, 1.25) if known else ramp(min(m.last, raw_last) / u, 1.05, 1.5)
+    first = float(m.raw[np.isfinite(m.raw)][0])
+    if m.raw_argmin >= n - 1 - max(1, n // 10) and m.raw_min < 0.99 * first:
+        # still falling to its minimum at the end: a curve that keeps falling is not diverging, whatever
+        # level it sits at (above a stated chance level, the stated number of classes is the doubt)
+        worse = 0.0
     if known:
         never = ramp(m.raw_min / u, 0.85, 0.97)
     else:  # the first epoch is not the untrained level: the best epoch at the start is the finding
@@ -197,8 +202,51 @@ def _diverging(f: Features):
     return visible
 
 
+def _first_epoch_blowup(f: Features):
+    """The loss blew up in the first epoch and the run never recovered: the first epoch's loss is
+    10x or more above every later one (100x without an accuracy to tell), and val_accuracy never rose
+    above its first value (it stayed at chance). Learning brings a loss down gradually; a first epoch
+    orders of magnitude above the rest is the mark of steps that overshot (the weights blew up, then
+    saturated near a constant prediction), when the loss stays where it landed. A spike that the run
+    recovered from, learning afterwards, is not a divergence."""
+    acc = f.accuracy
+    # it learned: the accuracy rose, or is near perfect (never the chance level, short of a 90% class)
+    learned = acc is not None and (acc["best"] - acc["first"] >= 0.05 or acc["last"] >= 0.9)
+    if learned:
+        return None
+    need = 10.0 if acc is not None else 100.0
+    val = f.curves.val[np.isfinite(f.curves.val)] if f.curves.val is not None else None
+    if val is not None and val.size >= 4:
+        # the val curve learned nothing after the first epoch: it blew up there too, or never went
+        # below its first value
+        if not (val[0] >= need * float(val[1:].max()) or float(val[1:].min()) >= 0.98 * val[0]):
+            return None
+    for name, curve in (("train_loss", f.curves.train), ("val_loss", f.curves.val)):
+        if curve is None:
+            continue
+        finite = curve[np.isfinite(curve)]
+        if finite.size < 4 or finite[0] <= 0:
+            continue
+        later = float(finite[1:].max())
+        # and it never came down afterwards (a first epoch that averages a fast descent is followed by
+        # a curve still falling by orders of magnitude)
+        stuck = finite[-1] >= 0.5 * float(np.median(finite[1:]))
+        if later > 0 and finite[0] / later >= need and stuck:
+            ratio = float(finite[0] / later)
+            ev = (f"{name} blew up to {num(finite[0])} in the first epoch ({num(ratio)}x every later value) and the"
+                  f" run never recovered: it ended at {num(float(finite[-1]))}")
+            if acc is not None:
+                ev += f", val_accuracy stayed near {pct(acc['first'])} (best {pct(acc['best'])})"
+            return Diagnosis("diverging", 1.0, ev, [f.epoch(0), f.epoch(len(curve) - 1)],
+                             {"nonfinite": False, "early": True, "ratio": ratio, "blown_up": True})
+    return None
+
+
 def _diverging_curve(f: Features):
     c = f.curves
+    blown = _first_epoch_blowup(f) if c.nonfinite_step is None else None
+    if blown is not None:
+        return blown
     if c.nonfinite_step is not None:
         where = f"epoch {c.nonfinite_epoch}" if c.nonfinite_epoch else f"step {int(c.nonfinite_step)}"
         steps_before = ""
@@ -424,6 +472,10 @@ def _underfitting(f: Features):
     level = t.last / init
     level_known = f.untrained_known
     flat = 1.0 - ramp(t.late_share, 0.03, 0.12)
+    if level_known and f.val is not None and f.train is not None:
+        # train_loss still creeping down, but val_loss levelled off near the untrained level: held back
+        v_flat = 1.0 - ramp(f.val.late_share, 0.03, 0.12)
+        flat = max(flat, v_flat * ramp(f.val.last / init, 0.7, 0.85))
     reg = regularisation(f.config)
     gap_note, together, pulled = "", 0.0, 0.0
     smooth_rise = False

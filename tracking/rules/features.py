@@ -376,11 +376,14 @@ def classes_of(config: dict) -> int | None:
         if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
             return v
     labels = config.get("id2label")  # Hugging Face's model config, logged as a param
-    if isinstance(labels, dict) and len(labels) >= 2:
-        return len(labels)
+    if isinstance(labels, dict):
+        labels = repr(labels)
     if isinstance(labels, str) and labels.strip().startswith("{"):
         count = labels.count(":")
-        if count >= 2:
+        # {0: 'LABEL_0', 1: 'LABEL_1'} is PretrainedConfig's default when no labels were given: it
+        # says nothing about the data (a model with a head of its own logs it too)
+        default = count == 2 and "LABEL_0" in labels and "LABEL_1" in labels
+        if count >= 2 and not default:
             return count
     name = config.get("dataset")
     return KNOWN_CLASSES.get(name.strip().lower()) if isinstance(name, str) else None

@@ -185,6 +185,15 @@ def _lower_wd(ctx):
     return {"weight_decay": _round(min(wd / 10, top))}
 
 
+def _lower_wd_annealed(ctx):
+    """Off at an LR above its optimizer's usual range (the LR regularises enough), else into the middle
+    of the usual range (a tenth of its top), and at least 10x lower."""
+    wd = ctx.config["weight_decay"]
+    if lr_is_high(ctx.config) >= 0.5:
+        return {"weight_decay": 0.0}
+    return {"weight_decay": _round(min(wd / 10, _wd_top(ctx.config) / 10))}
+
+
 def _add_dropout(ctx):
     return {"dropout": 0.3 if ctx.config["dropout"] < 0.2 else _round(min(0.6, ctx.config["dropout"] + 0.2))}
 
@@ -466,6 +475,15 @@ RULES: list[Rule] = [
          or lr_is_low(c.config) >= 0.5, _raise_lr_slow,
          "The loss falls steadily but slowly: a larger LR reaches the same loss in fewer epochs.", 0.55,
          boost=lambda c: 0.3 * lr_is_low(c.config)),
+    Rule("not_converged.lower_weight_decay", "not_converged",
+         lambda c: c.features.annealed and (c.config["weight_decay"] > _wd_top(c.config)
+                                            or (lr_is_high(c.config) >= 0.5 and c.config["weight_decay"] > 0)),
+         _lower_wd_annealed,
+         "The loss kept falling only as the schedule annealed the LR towards zero: while the LR was large, "
+         "weight decay (it shrinks the weights by lr x weight_decay a step) held the fit back. Large LRs "
+         "regularise by themselves, so other regularisation must be reduced to balance (Smith, 2018): "
+         "weight decay into the usual range (1e-2 to 1e-5), or off at an LR above the usual range.", 0.45,
+         boost=lambda c: 0.35 * max(wd_strength(c.config), lr_is_high(c.config)) * (1.0 - lr_is_low(c.config))),
     # Plateau at a constant LR: anneal it.
     Rule("plateau.cosine", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("cosine"),
          "The loss sits on a plateau at a constant LR: annealing it (cosine) settles into the valley.", 0.6),
@@ -540,7 +558,9 @@ def _momentum_safe(ctx):
 EXPLORATIONS: list[Rule] = [
     Rule("explore.sgd_momentum", "healthy", _momentum_safe, _momentum,
          "Always use momentum with SGD: 0.9 is the standard value (it damps oscillations and speeds "
-         "progress along ravines).", 0.3),
+         "progress along ravines).", 0.3,
+         # momentum multiplies the step: most to expect where the step is small
+         boost=lambda c: 0.1 * lr_is_low(c.config) - 0.05),
     Rule("explore.anneal_lr", "healthy", lambda c: c.config["scheduler"] == "constant", _anneal,
          "A constant LR stops short of the valley floor: annealing it is the state of the art and usually "
          "settles lower. SGD: one cycle peaking at 3x the LR (the stable LR as the cycle's base, Smith); "
@@ -551,7 +571,10 @@ EXPLORATIONS: list[Rule] = [
     Rule("explore.lower_weight_decay", "healthy", lambda c: c.config["weight_decay"] > _wd_top(c.config),
          lambda c: {"weight_decay": _round(_wd_top(c.config) / 10)},
          "The weight decay is above the usual range (1e-2 to 1e-5, Smith 2018; 10x that for AdamW): "
-         "the curves show no problem, but so much regularisation often costs a little.", 0.3),
+         "the curves show no problem, but so much regularisation often costs a little.", 0.3,
+         # weight decay shrinks the weights by lr x wd a step: it holds the fit back most where the step
+         # is not small (at an LR far below its range the step, not the decay, is what holds it back)
+         boost=lambda c: 0.1 * (1.0 - lr_is_low(c.config)) - 0.05),
     Rule("explore.train_longer", "healthy",
          lambda c: _best_at_end(c) and c.config["epochs"] < 10000 and _not_annealed(c),
          _explore_longer,
@@ -597,7 +620,8 @@ def explorations(features: Features, raw_config: dict) -> list[Recommendation]:
         if rule.when(ctx):
             change = _valid(config, rule.change(ctx))
             if change is not None:
-                out.append(Recommendation(rule.id, "healthy", change, rule.rationale, rule.confidence))
+                conf = rule.confidence + (rule.boost(ctx) if rule.boost else 0.0)
+                out.append(Recommendation(rule.id, "healthy", change, rule.rationale, conf))
     return sorted(out, key=lambda r: -r.confidence)
 
 

@@ -1,0 +1,114 @@
+"""Curves of runs that other code trained (issue 11's development set: a plain mlflow loop, Lightning,
+transformers.Trainer, LCBench), each the shape of a recorded run whose counterfactual is known: the
+engine must name the problem the retraining showed and put the change that helped first."""
+from tracking.rules import advise
+
+
+def plain_run(loss, val_loss, val_acc, **config):
+    """What `advise --mlflow-run` reads from a plain loop logging once an epoch (step = epoch)."""
+    params = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 32,
+              "epochs": len(val_loss), "dropout": 0.0, **config}
+    metrics = {"loss": [[e, v] for e, v in enumerate(loss, 1)],
+               "val_loss": [[e, v] for e, v in enumerate(val_loss, 1)],
+               "val_acc": [[e, v] for e, v in enumerate(val_acc, 1)]}
+    return {"config": params, "metrics": metrics, "steps_per_epoch": None, "status": "finished"}
+
+
+def test_a_loss_that_blew_up_in_its_first_epoch_and_stayed_at_chance_is_diverging():
+    # SGD lr 3, momentum 0.9 on digits: epoch 1's loss 1.6e10, then stuck near ln 10 with chance
+    # accuracy (retraining at lr x0.1 improved best val_loss 67%; "lower weight decay" did nothing)
+    run = plain_run(loss=[1.65e10, 4.41e8, 3.32, 2.86, 2.91, 2.67, 2.58, 2.6, 2.62, 2.81, 2.64, 2.65],
+                    val_loss=[2.62e6, 3.11, 3.21, 2.91, 2.84, 2.63, 2.5, 2.56, 2.7, 2.71, 2.67, 2.68],
+                    val_acc=[0.083, 0.1, 0.096, 0.098, 0.098, 0.1, 0.1, 0.102, 0.098, 0.1, 0.1, 0.102], lr=3.0)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "diverging"
+    assert "first epoch" in answer["diagnoses"][0]["evidence"]
+    top = answer["recommendations"][0]
+    assert top["rule"] == "diverging.lower_lr" and top["change"]["lr"] <= 0.3 and top["confidence"] >= 0.5
+
+
+def test_a_first_epoch_spike_the_run_recovered_from_is_not_divergence():
+    # the same spike, then the accuracy rose to 90%: it learned after all
+    run = plain_run(loss=[40.0, 1.9, 1.2, 0.8, 0.6, 0.45, 0.4, 0.35, 0.32, 0.3],
+                    val_loss=[2.2, 1.7, 1.1, 0.8, 0.62, 0.5, 0.45, 0.41, 0.39, 0.38],
+                    val_acc=[0.2, 0.45, 0.62, 0.74, 0.8, 0.85, 0.87, 0.88, 0.89, 0.9])
+    assert advise(run)["diagnoses"][0]["id"] != "diverging"
+
+
+def test_a_fast_learner_whose_first_epoch_mean_dwarfs_the_rest_is_not_divergence():
+    # an easy problem: epoch 1's mean train loss covers the whole descent, then the loss keeps
+    # falling by orders of magnitude at 100% accuracy
+    run = plain_run(loss=[0.43, 2e-3, 4e-4, 1.5e-4, 6e-5, 3e-5, 1.5e-5, 8e-6, 4e-6, 2e-6],
+                    val_loss=[0.01, 2e-3, 6e-4, 2.5e-4, 1e-4, 5e-5, 2.5e-5, 1.3e-5, 7e-6, 4e-6],
+                    val_acc=[1.0] * 10)
+    assert advise(run)["diagnoses"][0]["id"] != "diverging"
+
+
+def hf_run(eval_loss, eval_accuracy, loss, **params):
+    """What `advise --mlflow-run` reads from transformers.Trainer's MLflow callback: TrainingArguments'
+    names, the default id2label of a config built without labels, `loss` every 5 steps (10 steps an
+    epoch), `eval_*` and a fractional `epoch` at global steps."""
+    config = {"learning_rate": 3e-3, "optim": "adamw_torch", "weight_decay": 0.0, "num_train_epochs": len(eval_loss),
+              "per_device_train_batch_size": 32, "lr_scheduler_type": "linear",
+              "id2label": "{0: 'LABEL_0', 1: 'LABEL_1'}", **params}
+    steps = [5 * (i + 1) for i in range(len(loss))]
+    metrics = {"loss": [[s, v] for s, v in zip(steps, loss)],
+               "epoch": [[s, s / 10] for s in steps] + [[10 * e, float(e)] for e in range(1, len(eval_loss) + 1)],
+               "eval_loss": [[10 * e, v] for e, v in enumerate(eval_loss, 1)],
+               "eval_accuracy": [[10 * e, v] for e, v in enumerate(eval_accuracy, 1)]}
+    return {"config": config, "metrics": metrics, "steps_per_epoch": None, "status": "finished"}
+
+
+def test_a_slowly_falling_loss_near_chance_under_a_low_adamw_lr_is_not_divergence():
+    # AdamW lr 3e-5 on 10 classes: val_loss creeps down from ~ln 10 (the Trainer's default id2label
+    # says 2 labels and must not make 2.28 "above the chance level ln 2"); lr x10 helped 10.6%
+    run = hf_run(eval_loss=[2.3, 2.295, 2.292, 2.29, 2.288, 2.287, 2.285, 2.284, 2.283, 2.282, 2.281, 2.28],
+                 eval_accuracy=[0.109, 0.109, 0.113, 0.113, 0.113, 0.115, 0.117, 0.12, 0.124, 0.124, 0.124, 0.124],
+                 loss=[2.31, 2.30, 2.29, 2.3, 2.29, 2.3, 2.29, 2.29, 2.29, 2.28, 2.28, 2.29, 2.28, 2.28, 2.28,
+                       2.28, 2.29, 2.27, 2.27, 2.28, 2.28, 2.28, 2.27, 2.285], learning_rate=3e-5)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] != "diverging"
+    top = answer["recommendations"][0]
+    assert top["change"].get("lr", 0) > 3e-5, top
+
+
+def test_weight_decay_far_above_adamws_range_with_a_curve_stalled_high_is_underfitting():
+    # AdamW weight_decay 30: val_loss levels off at 86% of the untrained level; weight decay off helped 87%
+    run = hf_run(eval_loss=[2.24, 2.24, 2.23, 2.2, 2.15, 2.1, 2.04, 2.01, 1.98, 1.97, 1.96, 1.96],
+                 eval_accuracy=[0.45, 0.41, 0.36, 0.31, 0.27, 0.27, 0.28, 0.27, 0.28, 0.28, 0.28, 0.28],
+                 loss=[2.27, 2.25, 2.23, 2.24, 2.24, 2.22, 2.21, 2.2, 2.16, 2.18, 2.11, 2.1, 2.04, 2.04, 2.0,
+                       1.98, 1.95, 1.95, 1.9, 1.95, 1.93, 1.89, 1.94, 1.86], weight_decay=30.0)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "underfitting"
+    top = answer["recommendations"][0]
+    assert top["rule"] == "underfitting.lower_weight_decay" and top["change"]["weight_decay"] <= 0.1
+    assert top["confidence"] >= 0.5
+
+
+def lcbench_run(val_loss, val_accuracy, **config):
+    """An LCBench run as its trainer logs it: SGD with cosine annealing over 50 epochs, val_loss and
+    val_accuracy per epoch, the cosine LR per epoch (steps_per_epoch 1)."""
+    import math
+
+    cfg = {"optimizer": "sgd", "epochs": 50, "scheduler": "cosine", "batch_size": 64, "dropout": 0.0, **config}
+    lr = cfg["lr"]
+    metrics = {"val_loss": [[e, v] for e, v in enumerate(val_loss, 1)],
+               "val_accuracy": [[e, v] for e, v in enumerate(val_accuracy, 1)],
+               "lr": [[e, 0.5 * lr * (1 + math.cos(math.pi * e / 50))] for e in range(50)]}
+    return {"config": cfg, "metrics": metrics, "steps_per_epoch": 1, "status": "finished"}
+
+
+def test_a_loss_that_falls_only_as_a_large_lr_anneals_gets_weight_decay_off():
+    # LCBench, lr 0.1 with momentum 0.95 (an effective step of 2) and weight decay 0.016: val_loss
+    # rises, then falls all the way to the end as the cosine schedule anneals the LR; weight decay off
+    # improved best val_loss 29%, a lower LR did not help
+    val = [0.711, 0.651, 0.648, 0.666, 0.685, 0.697, 0.707, 0.715, 0.719, 0.725, 0.729, 0.73, 0.728, 0.721, 0.713,
+           0.709, 0.705, 0.698, 0.688, 0.679, 0.669, 0.659, 0.649, 0.64, 0.631, 0.623, 0.614, 0.606, 0.597, 0.589,
+           0.58, 0.572, 0.563, 0.555, 0.547, 0.539, 0.531, 0.523, 0.515, 0.507, 0.5, 0.492, 0.486, 0.479, 0.473,
+           0.468, 0.462, 0.457, 0.452, 0.447]
+    acc = [min(0.79, 0.57 + 0.22 * (1 - 0.9 ** e)) for e in range(50)]
+    answer = advise(lcbench_run(val, acc, lr=0.1, momentum=0.95, weight_decay=0.016))
+    top = answer["recommendations"][0]
+    assert top["rule"] == "not_converged.lower_weight_decay" and top["change"] == {"weight_decay": 0.0}
+    assert top["confidence"] >= 0.5
+    assert "epochs" not in top["change"]  # the LR was annealed: not "train longer"

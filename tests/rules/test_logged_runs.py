@@ -105,8 +105,10 @@ def test_lightning_runs_are_named_right(regime, expected, capsys):
     else:
         assert answer["recommendations"][0]["confidence"] >= 0.5
     if expected == "overfitting":
-        assert answer["recommendations"][0]["change"].get("weight_decay", 0) > 0 or \
-            "dropout" in answer["recommendations"][0]["change"]
+        # regularise, or (the val minimum came early at an LR above the middle of Adam's range) lower the LR
+        change = answer["recommendations"][0]["change"]
+        assert change.get("weight_decay", 0) > 0 or "dropout" in change or \
+            change.get("lr", 1.0) < LIGHTNING[regime][0]["lr"], change
     if expected == "diverging":
         assert answer["recommendations"][0]["change"]["lr"] < 3.0
 

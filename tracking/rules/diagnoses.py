@@ -383,7 +383,19 @@ def _overfitting(f: Features):
     return Diagnosis("overfitting", sev, f"val_loss rose from its minimum {num(v.raw_min)} at {f.at(v.raw_argmin)} to"
                      f" {num(last)} at {f.at(len(v.raw) - 1)}{train_part}", [e0, e1],
                      {"rise": rise, "best_epoch": e0, "after_share": after / len(v.raw), "t_fall": t_fall,
-                      "memorised": memorised})
+                      "memorised": memorised, **_minimum_facts(f)})
+
+
+def _minimum_facts(f: Features) -> dict:
+    """Where the val minimum lies (its share of the run, the best epoch's index + 1 over the epochs) and
+    how jumpy the way there was: the share of epochs, up to twice the minimum's, whose val_loss jumped
+    up by more than 10% of its level (steps that overshoot the valley)."""
+    v = f.val
+    i, n = v.raw_argmin, len(v.raw)
+    window = v.raw[: min(n, 2 * i + 3)]
+    with np.errstate(invalid="ignore"):
+        ups = np.diff(window) / (np.abs(v.smooth[1:len(window)]) + f.floor) > 0.10
+    return {"best_at": (i + 1) / n, "ups_to_min": float(ups.mean()) if ups.size else 0.0}
 
 
 def _memorising(f: Features):
@@ -417,7 +429,8 @@ def _memorising(f: Features):
     return Diagnosis("overfitting", sev, f"val_loss has stayed within 5% of its best ({num(v.raw_min)} at epoch"
                      f" {f.epoch(v.raw_argmin)}) since epoch {e0} while {train_part}; val_loss {num(v_now)} is"
                      f" {num(v_now / t_now) if t_now > 0 else 'inf'}x train_loss", [e0, e1],
-                     {"rise": 0.0, "best_epoch": e0, "after_share": stalled_share, "t_fall": 1 - 1 / t_ratio})
+                     {"rise": 0.0, "best_epoch": e0, "after_share": stalled_share, "t_fall": 1 - 1 / t_ratio,
+                      **_minimum_facts(f)})
 
 
 def _not_converged(f: Features):

@@ -366,6 +366,28 @@ def _not_annealed(ctx):
     return not ctx.features.annealed
 
 
+def lr_upper(config: dict) -> float:
+    """0..1: how far the LR sits in the upper part of its optimizer's usual range: 1.5x its middle
+    (usual_lr; SGD's effective step lr/(1-momentum)) -> 0, 3x or more -> 1."""
+    mid = usual_lr(config)
+    lr = config["lr"]
+    if config["optimizer"] == "sgd":
+        lr, mid = lr / max(1e-3, 1.0 - config["momentum"]), 0.1
+    if lr <= 0 or mid <= 0:
+        return 0.0
+    return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
+
+
+def _early_overfit_at_upper_lr(ctx):
+    """The val minimum came early, at an LR above the middle of its usual range (not a fine-tuning run:
+    its own rule lowers the LR): in the first quarter of training, or in the first 40% after a jumpy
+    descent (a tenth or more of the epochs on the way jumped up by over 10%: the steps overshoot)."""
+    facts = ctx.diagnosis.facts
+    at, ups = facts.get("best_at", 1.0), facts.get("ups_to_min", 0.0)
+    early = at <= 0.25 or (at <= 0.4 and ups >= 0.1)
+    return early and lr_upper(ctx.config) > 0 and not _fine_tuning(ctx)
+
+
 def _early_trouble(ctx):
     # no warm-up yet, and trouble from the start (a warm-up the loss already jumped in is not the fix)
     return (bool(ctx.diagnosis.facts.get("early")) and ctx.config["warmup_epochs"] == 0
@@ -420,6 +442,11 @@ RULES: list[Rule] = [
          lambda c: c.config["weight_decay"] < (0.5 if c.optimizer == "adamw" else 0.01), _raise_wd,
          "val_loss rises while train_loss falls: the model memorises. More weight decay (L2) shrinks the "
          "weights; small data sets and shallow nets want 1e-3 to 1e-2 (Smith, 2018).", 0.75),
+    Rule("overfitting.lower_lr", "overfitting", _early_overfit_at_upper_lr, _lr_times(0.3),
+         "val_loss reached its minimum early and then rose, at an LR in the upper part of its usual range: "
+         "the model went from underfitting to overfitting in a few epochs. A larger LR moves training from "
+         "underfitting towards overfitting (Smith, 2018); a 3x lower LR reaches a lower minimum.", 0.55,
+         boost=lambda c: 0.3 * lr_upper(c.config)),
     Rule("overfitting.add_dropout", "overfitting", lambda c: c.config["dropout"] < 0.4, _add_dropout,
          "Dropout keeps units from co-adapting and narrows the train/val gap.", 0.65),
     Rule("overfitting.augment", "overfitting", lambda c: not c.config["augment"], _set("augment", True),

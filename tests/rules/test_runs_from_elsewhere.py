@@ -137,3 +137,23 @@ def test_a_late_smooth_val_minimum_keeps_regularisation_first():
     acc = [min(0.9, 0.1 + 0.04 * e) for e in range(40)]
     top = advise(plain_run(loss, val, acc, epochs=40))["recommendations"][0]
     assert top["diagnosis"] == "overfitting" and top["rule"] != "overfitting.lower_lr"
+
+
+def test_a_tiny_lr_that_learned_nothing_gets_a_larger_step_not_less_weight_decay():
+    # plain SGD lr 1e-3 without momentum, weight decay 1e-4 (the bottom of the usual range): 12 epochs
+    # at chance; lr x10 and momentum 0.9 helped, lowering the weight decay changed nothing
+    val = [2.302, 2.301, 2.3, 2.3, 2.299, 2.298, 2.297, 2.296, 2.295, 2.294, 2.293, 2.292]
+    run = plain_run([v + 0.005 for v in val], val, [0.104, 0.107, 0.107, 0.109, 0.109, 0.107, 0.109, 0.111, 0.111,
+                                                    0.111, 0.111, 0.111], lr=1e-3, momentum=0.0)
+    top = advise(run)["recommendations"][0]
+    assert "weight_decay" not in top["change"], top
+    assert top["change"].get("lr", 1e-3) > 1e-3 or top["change"].get("momentum", 0) >= 0.9, top
+
+
+def test_an_lcbench_run_still_improving_at_the_end_of_its_schedule_with_little_weight_decay_tries_a_larger_lr():
+    # weight decay ~0, momentum 0.94, lr 0.005: no finding, best epoch the last, LR annealed to ~0
+    val = [0.44 * 0.97 ** e + 0.17 for e in range(50)]
+    acc = [min(0.93, 0.8 + 0.003 * e) for e in range(50)]
+    answer = advise(lcbench_run(val, acc, lr=0.005, momentum=0.94, weight_decay=1e-5))
+    top = answer["recommendations"][0]
+    assert top["rule"] == "explore.raise_lr" and top["change"] == {"lr": 0.015} and top["confidence"] < 0.5

@@ -131,6 +131,12 @@ def wd_strength(config: dict) -> float:
     return ramp(math.log10(wd), -3.3, -1.7) if wd > 0 else 0.0
 
 
+def wd_above_bottom(config: dict) -> float:
+    """0 at 1e-4 (L2; 1e-3 for AdamW) and below, 1 from 5e-4 (5e-3): above the bottom of the usual range."""
+    wd = config["weight_decay"] / (10.0 if config["optimizer"] == "adamw" else 1.0)
+    return ramp(math.log10(wd), -4.0, -3.3) if wd > 0 else 0.0
+
+
 def _warmup(ctx):
     epochs = ctx.config["epochs"]
     warm = max(1.0, round(0.1 * epochs))
@@ -468,10 +474,11 @@ RULES: list[Rule] = [
          lambda c: c.config["weight_decay"] >= (1e-3 if c.optimizer == "adamw" else 1e-4), _lower_wd,
          "Both losses level off high and close together: weight decay holds the model back. Lower it 10x, "
          "and from far above the usual range (1e-2 to 1e-5) straight into it (large LRs and other "
-         "regularisation must be balanced, Smith 2018).", 0.6,
-         # weight decay shrinks the weights by lr x wd a step: at an LR far below its usual range the
-         # step, not the decay, holds the fit back
-         boost=lambda c: 0.25 * wd_strength(c.config) * (1.0 - lr_is_low(c.config))),
+         "regularisation must be balanced, Smith 2018).", 0.45,
+         # weight decay shrinks the weights by lr x wd a step: the more so the stronger it is (1e-4 and
+         # less, the bottom of the usual range, rarely holds a fit back); at an LR far below its usual
+         # range the step, not the decay, holds the fit back
+         boost=lambda c: 0.15 * wd_above_bottom(c.config) + 0.25 * wd_strength(c.config) * (1.0 - lr_is_low(c.config))),
     Rule("underfitting.lower_dropout", "underfitting", lambda c: c.config["dropout"] >= 0.2, _lower_dropout,
          "Heavy dropout keeps the model from fitting even the training set.", 0.55),
     Rule("underfitting.lower_label_smoothing", "underfitting", lambda c: c.config["label_smoothing"] >= 0.1,
@@ -602,6 +609,13 @@ EXPLORATIONS: list[Rule] = [
          # weight decay shrinks the weights by lr x wd a step: it holds the fit back most where the step
          # is not small (at an LR far below its range the step, not the decay, is what holds it back)
          boost=lambda c: 0.1 * (1.0 - lr_is_low(c.config)) - 0.05),
+    Rule("explore.raise_lr", "healthy",
+         lambda c: _best_at_end(c) and c.features.annealed and c.config["weight_decay"] <= _wd_top(c.config)
+         and lr_is_high({**c.config, "lr": c.config["lr"] * 3}) < 0.5,
+         _lr_times(3),
+         "val_loss was still at its minimum when the schedule had annealed the LR to ~0: the run never "
+         "reached the flat part of its curve, and the weight decay is in the usual range. The best LR is "
+         "the largest that trains stably (Smith; fastai's lr_find): try 3x.", 0.2),
     Rule("explore.train_longer", "healthy",
          lambda c: _best_at_end(c) and c.config["epochs"] < 10000 and _not_annealed(c),
          _explore_longer,

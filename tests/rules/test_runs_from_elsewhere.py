@@ -157,3 +157,13 @@ def test_an_lcbench_run_still_improving_at_the_end_of_its_schedule_with_little_w
     answer = advise(lcbench_run(val, acc, lr=0.005, momentum=0.94, weight_decay=1e-5))
     top = answer["recommendations"][0]
     assert top["rule"] == "explore.raise_lr" and top["change"] == {"lr": 0.015} and top["confidence"] < 0.5
+
+
+def test_a_healthy_run_at_an_lr_above_its_range_explores_weight_decay_off():
+    # LCBench: lr 0.1 with momentum 0.95 (an effective step of 2), weight decay 0.05; a smooth curve
+    # with no finding: the large LR regularises by itself (Smith), weight decay off is the guess
+    val = [0.6 * 0.9 ** e + 0.35 for e in range(45)] + [0.354, 0.353, 0.352, 0.351, 0.351]
+    acc = [min(0.85, 0.6 + 0.01 * e) for e in range(50)]
+    answer = advise(lcbench_run(val, acc, lr=0.1, momentum=0.95, weight_decay=0.05))
+    top = answer["recommendations"][0]
+    assert top["change"] == {"weight_decay": 0.0} and top["confidence"] < 0.5, top

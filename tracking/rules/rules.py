@@ -602,10 +602,14 @@ EXPLORATIONS: list[Rule] = [
     Rule("explore.adam_to_sgd", "healthy", lambda c: c.optimizer in ("adam", "adamw"), _adam_to_sgd,
          "Adam for the first tests, SGD with momentum for the best result: SGD+momentum usually "
          "generalises better once the problem trains.", 0.22),
-    Rule("explore.lower_weight_decay", "healthy", lambda c: c.config["weight_decay"] > _wd_top(c.config),
-         lambda c: {"weight_decay": _round(_wd_top(c.config) / 10)},
-         "The weight decay is above the usual range (1e-2 to 1e-5, Smith 2018; 10x that for AdamW): "
-         "the curves show no problem, but so much regularisation often costs a little.", 0.3,
+    Rule("explore.lower_weight_decay", "healthy",
+         lambda c: c.config["weight_decay"] > _wd_top(c.config)
+         or (lr_is_high(c.config) >= 0.5 and wd_above_bottom(c.config) > 0),
+         lambda c: {"weight_decay": 0.0 if lr_is_high(c.config) >= 0.5 else _round(_wd_top(c.config) / 10)},
+         "The weight decay is above the usual range (1e-2 to 1e-5, Smith 2018; 10x that for AdamW), or the "
+         "LR is above its usual range (large LRs regularise by themselves: other regularisation must be "
+         "reduced to balance, Smith; weight decay off): the curves show no problem, but so much "
+         "regularisation often costs a little.", 0.3,
          # weight decay shrinks the weights by lr x wd a step: it holds the fit back most where the step
          # is not small (at an LR far below its range the step, not the decay, is what holds it back)
          boost=lambda c: 0.1 * (1.0 - lr_is_low(c.config)) - 0.05),
@@ -615,7 +619,7 @@ EXPLORATIONS: list[Rule] = [
          _lr_times(3),
          "val_loss was still at its minimum when the schedule had annealed the LR to ~0: the run never "
          "reached the flat part of its curve, and the weight decay is in the usual range. The best LR is "
-         "the largest that trains stably (Smith; fastai's lr_find): try 3x.", 0.2),
+         "the largest that trains stably (Smith; fastai's lr_find): try 3x.", 0.24),
     Rule("explore.train_longer", "healthy",
          lambda c: _best_at_end(c) and c.config["epochs"] < 10000 and _not_annealed(c),
          _explore_longer,

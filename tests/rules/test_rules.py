@@ -17,7 +17,8 @@ CONFIGS = [
     {"optimizer": "adamw", "lr": 0.0001, "weight_decay": 0.5, "epochs": 40, "grad_clip": 1.0, "augment": True},
     {"optimizer": "adam", "lr": 0.001, "epochs": 10, "init_from_run": 1, "freeze_layers": 2},  # fine-tuning
 ]
-FACTS = [{"nonfinite": True, "early": True, "ratio": 5.0, "late_share": 0.3, "best_at": 0.1, "ups_to_min": 0.2},
+FACTS = [{"nonfinite": True, "early": True, "ratio": 5.0, "late_share": 0.3, "best_at": 0.1, "ups_to_min": 0.2,
+          "collapsed": True},
          {"nonfinite": False, "early": False, "ratio": 1.5, "late_share": 0.05, "best_at": 0.9}]
 
 

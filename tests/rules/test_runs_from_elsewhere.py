@@ -167,3 +167,17 @@ def test_a_healthy_run_at_an_lr_above_its_range_explores_weight_decay_off():
     answer = advise(lcbench_run(val, acc, lr=0.1, momentum=0.95, weight_decay=0.05))
     top = answer["recommendations"][0]
     assert top["change"] == {"weight_decay": 0.0} and top["confidence"] < 0.5, top
+
+
+def test_a_run_collapsed_by_weight_decay_at_a_large_lr_gets_weight_decay_off():
+    # LCBench: lr 0.054 with momentum 0.98 and weight decay 0.1, a third of the weights decayed away
+    # every step: val_loss never leaves its first epochs' level. Weight decay off improved best
+    # val_loss 16%; a lower LR did not help
+    val = [4.051, 4.026, 4.014, 4.024, 4.034, 4.042, 4.048, 4.053, 4.058, 4.063, 4.068, 4.072, 4.075, 4.077, 4.078,
+           4.08, 4.081] + [4.082] * 16 + [4.081, 4.081, 4.08, 4.079, 4.079, 4.079, 4.078, 4.077, 4.076, 4.075, 4.075,
+                                          4.074, 4.073, 4.072, 4.072, 4.071, 4.071]
+    acc = [0.14, 0.147, 0.143, 0.138, 0.132, 0.128, 0.125, 0.122, 0.12] + [0.12 + 0.0005 * e for e in range(41)]
+    answer = advise(lcbench_run(val, acc, lr=0.054, momentum=0.983, weight_decay=0.1))
+    assert answer["diagnoses"][0]["id"] == "diverging"
+    top = answer["recommendations"][0]
+    assert top["rule"] == "diverging.lower_weight_decay" and top["change"] == {"weight_decay": 0.0}

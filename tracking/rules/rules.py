@@ -131,6 +131,15 @@ def wd_strength(config: dict) -> float:
     return ramp(math.log10(wd), -3.3, -1.7) if wd > 0 else 0.0
 
 
+def decay_per_step(config: dict) -> float:
+    """The share of the weights weight decay removes each step: lr x weight_decay, over 1 - momentum for
+    SGD (the momentum buffer repeats it); typical settings (SGD lr 0.1, momentum 0.9, 5e-4) take 5e-4."""
+    shrink = config["lr"] * config["weight_decay"]
+    if config["optimizer"] == "sgd":
+        shrink /= max(1e-3, 1.0 - config["momentum"])
+    return shrink
+
+
 def wd_above_bottom(config: dict) -> float:
     """0 at 1e-4 (L2; 1e-3 for AdamW) and below, 1 from 5e-4 (5e-3): above the bottom of the usual range."""
     wd = config["weight_decay"] / (10.0 if config["optimizer"] == "adamw" else 1.0)
@@ -422,6 +431,13 @@ RULES: list[Rule] = [
     Rule("diverging.lower_lr", "diverging", _always, _lr_down_divergence,
          "The loss blew up: the learning rate is past the stable limit. Lower it (x0.1 after a NaN, "
          "x0.3 otherwise); the best LR is the largest that trains stably.", 0.9),
+    Rule("diverging.lower_weight_decay", "diverging",
+         lambda c: bool(c.diagnosis.facts.get("collapsed")) and decay_per_step(c.config) >= 3e-3, _lower_wd_annealed,
+         "The loss never left the untrained level at a large LR with strong weight decay: each step shrinks the "
+         "weights by lr x weight_decay (SGD: divided by 1 - momentum), a share so large that the decay, "
+         "not the gradient, sets the weights (they collapse towards zero and the output towards a constant). "
+         "Large LRs regularise by themselves (Smith, 2018): weight decay off, or into the usual range.", 0.65,
+         boost=lambda c: 0.3 * ramp(math.log10(decay_per_step(c.config)), math.log10(3e-3), -1.5)),
     Rule("diverging.add_warmup", "diverging", _early_trouble, _warmup,
          "The run diverged in its first steps: a linear warm-up over ~10% of training lets the same peak "
          "LR be reached stably (Deep Learning Tuning Playbook).", 0.55),

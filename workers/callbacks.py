@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import math
 
+# DESIGN.md's metric names, as the engine logs them (here, not in workers.engine, so that the worker's
+# own process can name them without importing torch: only its runs' child processes train)
+STEP_METRICS = ("train_loss", "lr", "grad_norm")
+EPOCH_METRICS = ("train_loss_epoch", "train_accuracy", "val_loss", "val_accuracy")
+
 
 class Callback:
     order = 50

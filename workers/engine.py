@@ -29,13 +29,11 @@ import torch
 from torch import nn
 
 from workers import finetune
-from workers.callbacks import Callback, EarlyStopping
+from workers.callbacks import EPOCH_METRICS, STEP_METRICS, Callback, EarlyStopping  # noqa: F401 (re-exported)
 from workers.datasets import load_dataset
 from workers.nets import build_model
 from workers.schedules import Schedule
 
-STEP_METRICS = ("train_loss", "lr", "grad_norm")
-EPOCH_METRICS = ("train_loss_epoch", "train_accuracy", "val_loss", "val_accuracy")
 EVAL_CHUNK = 8192
 RECORD_SECONDS = 0.25     # the per-step values wait on the device at most about this long...
 RECORD_STEPS = 1024       # ...or this many steps (and never past an epoch end) before one bulk copy

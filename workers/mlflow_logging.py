@@ -34,9 +34,16 @@ import threading
 import time
 from pathlib import Path
 
-from workers.callbacks import Callback
-from workers.engine import EPOCH_METRICS, STEP_METRICS, detached_copy
+from workers.callbacks import EPOCH_METRICS, STEP_METRICS, Callback
 from workers.errors import MlflowUnavailable, retrying
+
+
+def detached_copy(*args, **kwargs):
+    """workers.engine.detached_copy, imported on first use: the worker's own process (which starts
+    the writer) never imports torch; only its runs' child processes do."""
+    from workers.engine import detached_copy as copy
+
+    return copy(*args, **kwargs)
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.code.conftest import sign_in
 from tests.waiting import wait_for
@@ -19,6 +20,18 @@ EXAMPLES = {"pytorch-plain": "epochs", "lightning": "max_epochs", "hf-trainer": 
 
 def status_of(run_id):
     return Run.objects.values_list("status", flat=True).get(pk=run_id)
+
+
+def reload(page):
+    """Reload, once more if the page's own reload (it reloads itself when its run ends) aborted ours."""
+    for attempt in range(3):
+        try:
+            page.reload()
+            return
+        except PlaywrightError as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+                raise
+            page.wait_for_load_state()
 
 
 def start_from_form(page, code, **values):
@@ -47,7 +60,7 @@ def test_an_example_trains_from_the_form_is_applied_stopped_and_fails_clearly(
     assert status_of(run_id) == "succeeded", Run.objects.get(pk=run_id).status_reason
 
     def diagnosed():
-        page.reload()
+        reload(page)
         return page.query_selector("#recommendations .diagnosis") is not None
     wait_for(diagnosed, 60, "the diagnosis on the page", log=log, interval=1)
     assert page.text_content("#run-status") == "succeeded"
@@ -74,7 +87,7 @@ def test_an_example_trains_from_the_form_is_applied_stopped_and_fails_clearly(
     # A script that raises: failed, the exit code and its traceback's tail on the page
     failing = start_from_form(page, code, **{epochs: 3, "raise_at_epoch": 2})
     wait_for(lambda: status_of(failing) in Run.FINAL, 120, "end of the failing run", log=log)
-    page.reload()
+    reload(page)
     reason = page.text_content("#status-reason")
     assert status_of(failing) == "failed" and reason.startswith("exit code 1")
     assert "RuntimeError: raised on purpose in epoch 2" in reason

@@ -3,7 +3,6 @@ out as in the Procfile (training on `cpu,gpu`, short tasks on `default`), the py
 in a real subprocess, the real MLflow store and a real SMTP server on loopback. A code run is
 analysed while it trains, its end is analysed and emailed, and stop_on_diagnosis stops it."""
 import re
-import signal
 
 import pytest
 
@@ -36,7 +35,7 @@ def workers_and_mail(redis_server, transactional_db, tmp_path, monkeypatch):
         yield server, lambda: "\n".join(f"== {w.queues}\n{w.log()[-3000:]}" for w in started)
     finally:
         for worker in started:
-            worker.kill(signal.SIGTERM)
+            worker.stop()
         server.stop()
 
 

@@ -38,7 +38,7 @@ def mail_and_worker(redis_server, tmp_path, monkeypatch):
     yield server, worker
     beat.send_signal(signal.SIGTERM)
     beat.wait(20)
-    worker.kill(signal.SIGTERM)
+    worker.stop()
     server.stop()
 
 

@@ -81,7 +81,7 @@ def test_a_run_that_ends_while_redis_is_down_is_analysed_and_emailed_once_redis_
         if beat is not None:
             beat.send_signal(signal.SIGTERM)
             beat.wait(30)
-        worker.kill(signal.SIGTERM)
+        worker.stop()
         smtp.stop()
         if redis_server["proc"].poll() is not None:
             restart_redis(redis_server)  # the session's other tests need it

@@ -32,7 +32,7 @@ def worker_with(redis_server, transactional_db, tmp_path, monkeypatch):
 
     yield start
     for worker in workers:
-        worker.kill(signal.SIGTERM)
+        worker.stop()
 
 
 def descendants(pid):

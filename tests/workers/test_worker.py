@@ -82,7 +82,7 @@ def checkpointing_worker(redis_server, transactional_db, tmp_path, monkeypatch):
     monkeypatch.setenv("RUN_CHECKPOINT_SECONDS", "0.3")
     worker = WorkerProcess("cpu,gpu,default", tmp_path / "worker.log").start()
     yield worker
-    worker.kill(signal.SIGTERM)
+    worker.stop()
 
 
 def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_or_doubled(
@@ -110,7 +110,7 @@ def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_
     try:
         wait_for(lambda: ended(run), 120, "end of the resumed run", log=replacement.log)
     finally:
-        replacement.kill(signal.SIGTERM)
+        replacement.stop()
     run.refresh_from_db()
     assert run.status == "succeeded", run.status_reason
     assert run.attempts == 2

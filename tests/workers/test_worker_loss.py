@@ -29,7 +29,7 @@ def beat_and_short_worker(redis_server, transactional_db, tmp_path, monkeypatch)
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     short = WorkerProcess("default", tmp_path / "short.log").start()
     yield {"beat": beat, "short": short, "tmp": tmp_path}
-    short.kill(signal.SIGTERM)
+    short.stop()
     beat.terminate()
     beat.wait(30)
 
@@ -58,7 +58,7 @@ def test_a_killed_worker_s_run_shows_worker_lost_within_30_s_and_resumes_from_it
         wait_for(lambda: Run.objects.get(pk=run.pk).status in Run.FINAL, 180, "the resumed run's end",
                  log=replacement.log)
     finally:
-        replacement.kill(signal.SIGTERM)
+        replacement.stop()
     run.refresh_from_db()
     assert run.status == "succeeded", run.status_reason
     assert run.attempts == 2
@@ -84,7 +84,7 @@ def test_a_train_message_lost_from_redis_is_sent_again_within_a_minute(beat_and_
         assert run.status == "succeeded"
         assert "message was lost" in beat_and_short_worker["short"].log()
     finally:
-        trainer.kill(signal.SIGTERM)
+        trainer.stop()
 
 
 def test_an_imported_run_is_never_taken_for_a_lost_worker_s(run_factory):

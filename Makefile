@@ -51,6 +51,9 @@ run: demo var/mlflow-auth.env
 	@echo
 	HOST=$(HOST) WEB_PORT=$(PORT) .venv/bin/honcho start -f Procfile -c train=$(TRAIN_WORKERS)  # honcho sets PORT per process itself
 
+# Two processes (most tests wait on real workers, servers and browsers); each has its own stores and Redis.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: setup browser-deps .venv/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 

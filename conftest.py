@@ -2,7 +2,8 @@
 with `-p conftest`: pytest-django imports the settings before ordinary conftest files).
 
 Every test session gets its own VAR_DIR (databases, MLflow store, artifacts,
-mail) and its own Redis port, so parallel sessions never share state.
+mail) and its own Redis port, so parallel sessions never share state; so does each process of a
+pytest-xdist run (`make test` runs two).
 """
 import os
 import socket
@@ -15,7 +16,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
-if "RUNWISE_TEST_VAR" not in os.environ:
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")  # set by pytest-xdist before this file loads
+if _xdist_worker and os.environ.get("RUNWISE_TEST_XDIST_WORKER") != _xdist_worker:
+    # one of `make test`'s parallel processes: its own stores and Redis, not the controller's it inherited
+    os.environ["RUNWISE_TEST_XDIST_WORKER"] = _xdist_worker
+    os.environ["RUNWISE_TEST_VAR"] = tempfile.mkdtemp(prefix=f"runwise-test-{_xdist_worker}-")
+    os.environ["RUNWISE_TEST_REDIS_PORT"] = str(_free_port())
+elif "RUNWISE_TEST_VAR" not in os.environ:
     os.environ["RUNWISE_TEST_VAR"] = tempfile.mkdtemp(prefix="runwise-test-")
     os.environ["RUNWISE_TEST_REDIS_PORT"] = str(_free_port())
 _var = os.environ["RUNWISE_TEST_VAR"]

@@ -42,6 +42,12 @@ def redis_server():
     proc.wait(10)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix():
+    """pytest-xdist: each process already has its own VAR_DIR (the root conftest), so the test database
+    keeps its name there (VAR_DIR/test-db.sqlite3, which the worker processes that tests start open)."""
+
+
 @pytest.fixture(autouse=True)
 def _empty_broker(request):
     """Each test that uses Redis starts on an empty broker: a task left queued by an earlier test

@@ -16,32 +16,16 @@ Prints the figures; the last line is the summary.
 """
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TMP = Path(tempfile.mkdtemp(prefix="runwise-bench-code-"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stores import ROOT, throwaway_env  # noqa: E402
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-REDIS_PORT = free_port()
-os.environ.update(
-    VAR_DIR=str(TMP), DATABASE_URL=f"sqlite:///{TMP}/db.sqlite3",
-    MLFLOW_TRACKING_URI=f"sqlite:///{TMP}/mlflow.db", MLFLOW_ARTIFACT_ROOT=str(TMP / "mlartifacts"),
-    REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0", DJANGO_SETTINGS_MODULE="webapp.settings",
-    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), LOG_LEVEL="WARNING", CODE_ROOT=str(ROOT / "examples"),
-)
-sys.path.insert(0, str(ROOT))
+TMP, REDIS_PORT = throwaway_env("runwise-bench-code-", CODE_ROOT=str(ROOT / "examples"))
 
 import django  # noqa: E402
 

@@ -352,12 +352,17 @@ class MlflowWriter:
             else:
                 self._take(message)
 
-    def close(self):
+    def _stop_stager(self):
+        """Let the stager thread finish the checkpoints it holds, then end it."""
         if self._stager is not None:
             with self._jobs_ready:
                 self._jobs.append(("stop",))
                 self._jobs_ready.notify_all()
             self._stager.join(60)
+            self._stager = None
+
+    def close(self):
+        self._stop_stager()
         if self.proc.is_alive():
             try:
                 self._send(("stop",))
@@ -436,12 +441,7 @@ class AttachedWriter(MlflowWriter):
 
     def close(self):
         """Hand over what this process's stager still holds; the writer process goes on."""
-        if self._stager is not None:
-            with self._jobs_ready:
-                self._jobs.append(("stop",))
-                self._jobs_ready.notify_all()
-            self._stager.join(60)
-            self._stager = None
+        self._stop_stager()
 
 
 def writer_handle(writer: MlflowWriter):

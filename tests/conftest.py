@@ -37,9 +37,10 @@ def redis_server():
             return False
 
     wait_for(up, 10, "redis-server")
-    yield {"url": os.environ["REDIS_URL"], "port": port, "client": client, "proc": proc}
-    proc.terminate()
-    proc.wait(10)
+    server = {"url": os.environ["REDIS_URL"], "port": port, "client": client, "proc": proc}
+    yield server
+    server["proc"].terminate()  # the one running now: a test may have restarted Redis
+    server["proc"].wait(10)
 
 
 @pytest.fixture(scope="session")

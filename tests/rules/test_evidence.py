@@ -69,13 +69,22 @@ def check_sentence(evidence: str, curves: dict) -> list[str]:
                 wrong.append(f"{metric} at epoch {epoch} is {finite.get(int(epoch))}, not {value}")
             if value != best:
                 wrong.append(f"{kind} {value} of {metric}, whose best is {best}")
-        for value, epoch in re.findall(r"to " + NUM + r" at epoch (\d+)", part):
+        for value, epoch in re.findall(r"(?:to|ended at) " + NUM + r" at epoch (\d+)", part):
             if g3(finite.get(int(epoch), math.nan)) != value:
                 wrong.append(f"{metric} at epoch {epoch} is {finite.get(int(epoch))}, not {value}")
         for a, b, ratio in re.findall(r"from its minimum " + NUM + r" at epoch \d+ to " + NUM + r" at epoch \d+ \("
                                       + NUM + r"x\)", part):
             if abs(float(b) / float(a) - float(ratio)) > 0.02 * float(ratio) + 0.01:
                 wrong.append(f"{b}/{a} is not {ratio}x")
+        for value in re.findall(r"val_loss " + NUM + r" (?:vs|is) ", part):  # "val_loss 0.287 is 107x train_loss"
+            val = [v for _, v in sorted(curves.get("val_loss", {}).items()) if math.isfinite(v)]
+            if val and g3(val[-1]) != value:
+                wrong.append(f"val_loss ended at {g3(val[-1])}, not {value}")
+        for pct, _, since in re.findall(r"stayed within (\d+)% of its best \(" + NUM + r" at epoch \d+\) since epoch (\d+)",
+                                        part):
+            worst = max(v for e, v in finite.items() if e >= int(since))
+            if worst > min(finite.values()) * (1 + int(pct) / 100) * 1.001:
+                wrong.append(f"stayed within {pct}% of its best since epoch {since}, but reached {g3(worst)}")
         for epoch, value in re.findall(r"stopped improving at epoch (\d+) \(" + NUM + r"\)", part):
             if value != best:
                 wrong.append(f"stopped improving at {value}, but the best {metric} is {best}")
@@ -101,6 +110,15 @@ def test_the_checker_catches_the_sentences_issue_14_quotes():
     assert check_sentence("val_loss fell from 0.621 to 0.739 and settled", curves)
     assert check_sentence("val_loss stopped improving at epoch 1 (0.595)", curves)
     assert check_sentence("val_loss rose from its minimum 0.58 at epoch 3 to 0.595 at epoch 1 (1.03x)", curves)
+    # ...and the memorised-overfitting sentence said "stayed within 5%" of a val_loss that rose 6.6x after it
+    rose = {"val_loss": {1: 0.595, 2: 0.5715, 3: 0.58, 4: 3.77}}
+    stayed = "val_loss has stayed within 5% of its best (0.572 at epoch 2) since epoch 2"
+    assert check_sentence(stayed, rose) and not check_sentence(stayed, curves)
+    assert not check_sentence("val_loss stopped improving at epoch 2 (0.572) and ended at 3.77 at epoch 4", rose)
+    assert check_sentence("val_loss stopped improving at epoch 2 (0.572) and ended at 0.6 at epoch 4", rose)
+    assert check_sentence("val_loss stopped improving at epoch 2 (0.59) and ended at 3.77 at epoch 4", rose)
+    assert check_sentence("val_loss 0.58 is 5.8x train_loss", rose)
+    assert not check_sentence("val_loss 3.77 is 37.7x train_loss", rose)
     assert not check_sentence("val_loss rose from its minimum 0.572 at epoch 2 to 0.58 at epoch 3 (1.01x)", curves)
     with pytest.raises(AssertionError):
         check_sentence("val_loss stopped improving while train_loss fell 0.833x more", curves)

@@ -426,11 +426,27 @@ def _memorising(f: Features):
     v_now = float(v.raw[np.isfinite(v.raw)][-1])
     train_part = (f"train_loss fell from {num(t_then)} to {num(t_now)}" if t_now < t_then
                   else f"train_loss stayed near {num(t_now)}")
-    return Diagnosis("overfitting", sev, f"val_loss has stayed within 5% of its best ({num(v.raw_min)} at epoch"
-                     f" {f.epoch(v.raw_argmin)}) since epoch {e0} while {train_part}; val_loss {num(v_now)} is"
+    return Diagnosis("overfitting", sev, f"{_stalled_words(f, start)} while {train_part}; val_loss {num(v_now)} is"
                      f" {num(v_now / t_now) if t_now > 0 else 'inf'}x train_loss", [e0, e1],
                      {"rise": 0.0, "best_epoch": e0, "after_share": stalled_share, "t_fall": 1 - 1 / t_ratio,
                       **_minimum_facts(f)})
+
+
+def _stalled_words(f: Features, start: int) -> str:
+    """How val_loss stalled, as its raw points show it: "has stayed within 5% of its best (B at epoch
+    E) since epoch S" when every point from S on is that close (5%, 10% or 20%), else where it stopped
+    improving and where it ended (the smoothed curve found the stall; the raw points may swing above)."""
+    v = f.val
+    after = v.raw[start:][np.isfinite(v.raw[start:])]
+    best, best_epoch = float(v.raw_min), f.epoch(v.raw_argmin)
+    above = (float(after.max()) - best) / (abs(best) + 1e-12) if after.size else math.inf
+    for pct in (5, 10, 20):
+        if above <= pct / 100:
+            return (f"val_loss has stayed within {pct}% of its best ({num(best)} at epoch {best_epoch}) since"
+                    f" epoch {f.epoch(start)}")
+    last_index = int(np.nonzero(np.isfinite(v.raw))[0][-1])
+    return (f"val_loss stopped improving at epoch {best_epoch} ({num(best)}) and ended at"
+            f" {num(float(v.raw[last_index]))} at epoch {f.epoch(last_index)}")
 
 
 def _not_converged(f: Features):

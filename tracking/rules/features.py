@@ -44,6 +44,35 @@ def _bin_means(keys: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def _sorted_bin_means(key_of, steps: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
+    """_bin_means(key_of(steps), values, nbins) for a key that never decreases along the sorted steps
+    and lies in [0, nbins): each bin is then a slice, whose edges a bisection finds by evaluating
+    key_of at ~18 x nbins steps, and whose sums one reduceat takes. A long step series is so read
+    in two passes instead of six (the same bins, the sums in another order)."""
+    n = len(steps)
+    targets = np.arange(nbins + 1)
+    lo, hi = np.zeros(nbins + 1, dtype=np.int64), np.full(nbins + 1, n, dtype=np.int64)
+    while (active := lo < hi).any():  # lo ends as the first index whose key is >= each target
+        mid = (lo + hi) // 2
+        below = key_of(steps[np.minimum(mid, n - 1)]) < targets
+        lo, hi = np.where(active & below, mid + 1, lo), np.where(active & ~below, mid, hi)
+    finite = np.isfinite(values)
+    if finite.all():
+        w, counts = values, np.diff(lo)
+    else:
+        w = np.where(finite, values, 0.0)
+        counts = np.diff(np.concatenate(([0], np.cumsum(finite)))[lo])
+    # one zero appended, so that a bin ending at the last step still has a valid start for reduceat
+    sums = np.add.reduceat(np.append(w, 0.0), lo[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _even_bins(s0: float, span: float, nbins: int):
+    """The key of equal step spans: bin of each step in [s0, s0 + span), clipped to [0, nbins)."""
+    return lambda s: np.clip(((s - s0) * nbins // span).astype(np.int64), 0, nbins - 1)
+
+
 def _downsample(x: np.ndarray, labels: np.ndarray, size: int = MAX_POINTS):
     if len(x) <= size:
         return x, labels
@@ -133,17 +162,22 @@ def build_curves(run: RunInput) -> Curves:
                 ok = np.isfinite(train_ep.values)
                 train = np.interp(epochs, t_epochs[ok], train_ep.values[ok]) if ok.any() else None
         elif steps is not None and len(steps):
+            # the key of each step (the val epoch it is averaged into) never decreases along the steps
+            last = len(val) - 1
             if global_units and not spe:
-                keys = np.searchsorted(v_steps, steps.steps, side="left")
-            elif spe:
+                key_of = lambda s: np.clip(np.searchsorted(v_steps, s, side="left"), 0, last)  # noqa: E731
+            elif spe and steps.steps[0] >= 0:
+                lut = np.searchsorted(epochs - 1, np.arange(int(steps.steps[-1] // spe) + 1), side="left")
+                key_of = lambda s: np.clip(lut[(s // spe).astype(np.int64)], 0, last)  # noqa: E731
+            elif spe:  # steps before 0: the old way
                 keys = (steps.steps // spe).astype(np.int64)
                 lut = np.searchsorted(epochs - 1, np.arange(int(keys.max()) + 1), side="left")
-                keys = lut[keys]
+                key_of = None
+                train = _bin_means(np.clip(lut[keys], 0, last), steps.values, len(val))
             else:  # unknown units: spread the train steps evenly over the val epochs
-                span = steps.steps[-1] - steps.steps[0] + 1
-                keys = ((steps.steps - steps.steps[0]) * len(val) // span)
-            keys = np.clip(keys.astype(np.int64), 0, len(val) - 1)
-            train = _bin_means(keys, steps.values, len(val))
+                key_of = _even_bins(steps.steps[0], steps.steps[-1] - steps.steps[0] + 1, len(val))
+            if key_of is not None:
+                train = _sorted_bin_means(key_of, steps.steps, steps.values, len(val))
     else:
         vals = None
         if train_ep is not None and len(train_ep):
@@ -153,15 +187,16 @@ def build_curves(run: RunInput) -> Curves:
             s = steps.steps
             n_ep = int(s[-1] // spe) + 1 if spe else 0
             if spe and n_ep >= 4:
-                keys = (s // spe).astype(np.int64)
-                train = _bin_means(keys, steps.values, n_ep)
+                if s[0] >= 0:
+                    train = _sorted_bin_means(lambda x: (x // spe).astype(np.int64), s, steps.values, n_ep)
+                else:
+                    train = _bin_means((s // spe).astype(np.int64), steps.values, n_ep)
                 epochs = np.arange(1, n_ep + 1, dtype=float)
             else:  # epochs unknown or too few: pseudo-epochs of equal step spans
                 per_epoch = bool(spe)
                 nb = int(min(50, max(1, len(s) // 2)))
                 span = s[-1] - s[0] + 1
-                keys = np.clip(((s - s[0]) * nb // span).astype(np.int64), 0, nb - 1)
-                train = _bin_means(keys, steps.values, nb)
+                train = _sorted_bin_means(_even_bins(s[0], span, nb), s, steps.values, nb)
                 centres = s[0] + (np.arange(nb) + 0.5) * span / nb
                 epochs = (centres // spe + 1) if spe else np.arange(1, nb + 1, dtype=float)
                 bin_steps = centres
@@ -333,8 +368,9 @@ def lr_response(curves: Curves, floor: float) -> dict:
         return {}
     nb = int(min(100, len(steps) // 4))
     s0, span = steps.steps[0], steps.steps[-1] - steps.steps[0] + 1
-    loss = _bin_means(np.clip(((steps.steps - s0) * nb // span).astype(np.int64), 0, nb - 1), steps.values, nb)
-    lrb = _bin_means(np.clip(((lr.steps - s0) * nb // span).astype(np.int64), 0, nb - 1), lr.values, nb)
+    key_of = _even_bins(s0, span, nb)
+    loss = _sorted_bin_means(key_of, steps.steps, steps.values, nb)
+    lrb = _sorted_bin_means(key_of, lr.steps, lr.values, nb)
     good = np.isfinite(lrb) & (lrb > 0)
     if good.sum() < 10:
         return {}

@@ -7,7 +7,8 @@ engine reads is checked: a point that is not a pair of numbers (a bool, null, a 
 other than a number or nan/inf, three numbers) is refused, naming the metric and the
 point's index. That is every point of every series, except in a long series that the
 engine only summarises (SUMMARISED: lr, grad_norm, accuracies), of which it reads every
-k-th point (about SUMMARY_POINTS), so the rest can have no effect on the answer. The
+k-th point (about SUMMARY_POINTS, the last one among them), so the rest can have no effect on the
+answer. The
 config is read, never validated: an external run may hold any keys.
 
 Metric names of other loggers (Lightning, Hugging Face, Keras, plain scripts) are read
@@ -58,18 +59,21 @@ class RunInput:
     sources: dict[str, str] = field(default_factory=dict)  # DESIGN name -> the name it was logged under
 
 
-# Metrics the engine only summarises (percentiles, constant or not, the schedule's shape): of a long
-# series of these only every k-th point is read (and checked).
+# Metrics the engine only summarises (percentiles, constant or not, the schedule's shape in 100 bins):
+# of a long series of these only every k-th point is read (and checked), the last one among them.
+# 5,000 points put 50 in each of lr_response's bins and 50 above grad_norm's 99th percentile. Reading
+# a point far from the last one read costs cache misses: every 10th point of a 200,000-point series
+# took a third of the time of reading all of them.
 SUMMARISED = ("lr", "grad_norm", "train_accuracy", "val_accuracy", "epoch")
-SUMMARY_POINTS = 20_000
+SUMMARY_POINTS = 5_000
 _step_of, _value_of = itemgetter(0), itemgetter(1)
 
 
-def _bad_point(where: str, points, stride: int = 1) -> RunInputError:
+def _bad_point(where: str, points, stride: int = 1, offset: int = 0) -> RunInputError:
     """The first malformed point of a series (the slow path, taken only when one exists); `points`
-    may be every `stride`-th point of the series, whose indices are then named."""
+    may be every `stride`-th point of the series from `offset` on, whose indices are then named."""
     for i, p in enumerate(points):
-        i *= stride
+        i = offset + i * stride
         if not isinstance(p, (list, tuple)) or len(p) != 2:
             why = "is not a [step, value] pair"
         elif type(p[0]) not in NUMBER_TYPES or not math.isfinite(p[0]):
@@ -82,13 +86,13 @@ def _bad_point(where: str, points, stride: int = 1) -> RunInputError:
     return RunInputError(where, "every point must be a [step, value] pair of numbers")
 
 
-def _column(where: str, points, column: list, stride: int = 1) -> np.ndarray:
+def _column(where: str, points, column: list, stride: int = 1, offset: int = 0) -> np.ndarray:
     """One column (steps or values) as float64; every entry checked, strings nan/inf read."""
     types = set(map(type, column))
     if not types <= NUMBER_TYPES:
         if types - NUMBER_TYPES != {str} or not all(
                 type(v) in NUMBER_TYPES or v.strip().lower() in NONFINITE for v in column):
-            raise _bad_point(where, points, stride)
+            raise _bad_point(where, points, stride, offset)
         column = [NONFINITE[v.strip().lower()] if type(v) is str else v for v in column]
     return np.fromiter(column, dtype=float, count=len(column))
 
@@ -121,20 +125,21 @@ def _series(name: str, points) -> Series:
         raise RunInputError(where, "must be a list of [step, value] pairs")
     if not points:
         return Series(np.empty(0), np.empty(0))
-    stride = 1
+    stride, offset = 1, 0
     if len(points) > SUMMARY_POINTS and loggers.canonical_name(name) in SUMMARISED:
         stride = len(points) // SUMMARY_POINTS
-        points = points[::stride]  # only these are read
+        offset = (len(points) - 1) % stride  # so that the last point is read
+        points = points[offset::stride]  # only these are read
     found = _fast(points, len(points))
     if found is None:  # something is off somewhere: read it column by column, naming the first bad point
         if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {2}:
-            raise _bad_point(where, points, stride)
-        steps = _column(where, points, list(map(_step_of, points)), stride)
-        values = _column(where, points, list(map(_value_of, points)), stride)
+            raise _bad_point(where, points, stride, offset)
+        steps = _column(where, points, list(map(_step_of, points)), stride, offset)
+        values = _column(where, points, list(map(_value_of, points)), stride, offset)
     else:
         steps, values = found
     if not np.isfinite(steps).all():
-        raise _bad_point(where, points, stride)
+        raise _bad_point(where, points, stride, offset)
     if steps.size > 1 and (np.diff(steps) < 0).any():
         order = np.argsort(steps, kind="stable")
         steps, values = steps[order], values[order]

@@ -212,3 +212,13 @@ def test_a_val_loss_alone_that_ends_above_where_it_started_is_still_diverging():
     assert val[-1] > val[0]
     answer = advise({"config": {}, "metrics": {"val_loss": c.epochs(val)}, "status": "finished"})
     assert first(answer)["id"] == "diverging"
+
+
+def test_a_loss_that_went_non_finite_counts_the_finite_steps_before_it_not_after():
+    loss = [[s, 2.0 - s / 1000] for s in range(1000)]
+    for s in range(600, 610):
+        loss[s][1] = float("nan")  # NaN for 10 steps, then finite again
+    answer = advise({"config": {}, "metrics": {"train_loss": loss}, "steps_per_epoch": 100})
+    d = first(answer)
+    assert d["id"] == "diverging"
+    assert "became non-finite (NaN/inf) at epoch 7 after 600 finite steps" in d["evidence"]

@@ -251,7 +251,8 @@ def _diverging_curve(f: Features):
         where = f"epoch {c.nonfinite_epoch}" if c.nonfinite_epoch else f"step {int(c.nonfinite_step)}"
         steps_before = ""
         if c.nonfinite_metric == "train_loss" and c.train_steps is not None:
-            steps_before = f" after {int(np.isfinite(c.train_steps.values).sum())} finite steps"
+            # the points logged before the first non-finite one (finite ones after it are not "before")
+            steps_before = f" after {int(np.argmin(np.isfinite(c.train_steps.values)))} finite steps"
         ep = c.nonfinite_epoch or f.epoch(len(c.epochs) - 1)
         return Diagnosis("diverging", 1.0, f"{c.nonfinite_metric} became non-finite (NaN/inf) at {where}"
                          f"{steps_before}", [ep, ep],

@@ -2,6 +2,7 @@
 helper (404 outside the user's teams), the form values, one service call, a redirect."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -167,7 +168,7 @@ def _sweep_form_context(source, post):
     return {"source": source, "project": source.project, "rows": rows, "batch_size_choices": choices,
             "batch_size_on": True if post is None else bool(post.get("batch_size_on")),
             "values": post or {"stage1_trials": 8, "stage1_epochs": 2, "stage2_trials": 3},
-            "max_trials": sweeps.max_trials()}
+            "max_trials": sweeps.max_trials(), "team_concurrency": settings.RUN_TEAM_CONCURRENCY}
 
 
 @require_GET

@@ -186,3 +186,24 @@ def test_a_twin_with_another_seed_is_trained(team_users):
                        best_val_loss=1.2, analysed_at=timezone.now())
     pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"])
     assert pilot.current_run.status == Run.Status.QUEUED and pilot.current_run.config["seed"] == start.config["seed"]
+
+
+def test_a_recommendation_applied_with_the_apply_button_is_not_trained_again(team_users):
+    """Issue 14's case: Apply clicked by hand (the service behind the button), trained; then Tune
+    this run: round 1 is that run, not a retraining of the same config and seed."""
+    from tracking.services import recommendation_apply
+
+    start = trained(team_users, 2.0, {"dataset": "digits", "optimizer": "sgd", "lr": 0.001, "epochs": 5})
+    recommend(start, ("not_converged.raise_lr", {"lr": 0.01}), ("b", {"batch_size": 64}))
+    by_hand = recommendation_apply(rec=start.recommendations.get(rank=0), user=team_users["member"])
+    Run.objects.filter(pk=by_hand.pk).update(status="succeeded", best_val_loss=1.1, analysed_at=timezone.now(),
+                                             finished_at=timezone.now())
+    before = Run.objects.count()
+
+    pilot = autopilot.autopilot_start(run=start, owner=team_users["admin"], max_rounds=1)
+
+    pilot.refresh_from_db()
+    [round1] = pilot.rounds.all()
+    assert round1.run_id == by_hand.pk and round1.rule == "not_converged.raise_lr" and round1.improved is True
+    assert Run.objects.count() == before  # nothing trained again
+    assert pilot.state == Autopilot.State.DONE and pilot.best_run_id == by_hand.pk

@@ -75,5 +75,6 @@ def test_tune_this_run_trains_rounds_on_the_worker_and_emails_the_team(smtp_for_
     assert mails[0]["Subject"].strip().startswith(f"[vision] {best.name}: ") and "[Runwise]" not in mails[0]["Subject"]
     assert pilot.stop_reason in text(mails[0])
     assert "Round 1: " + rounds[0].rule in text(mails[0])
+    assert f"Best run: {best.name}, best val_loss" in text(mails[0]) and "Recommendation: " in text(mails[0])
     # The rounds' runs are summarised in this one email: none of their own (the default settings).
     assert len(smtp_for_worker.messages) == len(mails) + 1, [m["Subject"] for m in smtp_for_worker.messages]

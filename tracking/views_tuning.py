@@ -40,7 +40,9 @@ def _number(post, name, kind=float):
     except ValueError:
         if name in FIELDS:  # a config key: the validator's own words ("Input should be a valid number, ...")
             validate_config({name: raw})
-        raise ConfigError(name, f"Input should be a valid number, not {raw!r}") from None
+        what = ("a valid integer, unable to parse string as an integer" if kind is int
+                else "a valid number, unable to parse string as a number")  # the validator's words
+        raise ConfigError(name, f"Input should be {what}") from None
 
 
 # ---------------------------------------------------------------- LR range test

@@ -76,3 +76,15 @@ def test_a_number_field_with_letters_says_what_the_field_needs(page, team_users,
     assert page.locator("#field-epochs .error").inner_text() == (
         "epochs: Input should be a valid integer, unable to parse string as an integer")
     assert not Run.objects.exists()
+
+
+def test_tune_this_run_with_letters_in_rounds_says_what_the_field_needs(page, team_users):
+    run = make_run(team_users["project"], team_users["admin"], name="base", with_series=False)
+    sign_in(page, "bob", "pw-bob-123")
+    page.goto(f"/runs/{run.pk}/")
+    page.fill("input[name=max_rounds]", "four")
+    page.click("text=Tune this run")
+    page.wait_for_selector(".messages")
+    assert page.locator(".messages").inner_text().strip() == (
+        "max_rounds: Input should be a valid integer, unable to parse string as an integer")
+    assert not run.autopilots.exists()

@@ -10,6 +10,8 @@ the entry point's command, computed by MLflow from the MLproject, in a subproces
   lands in that run, and the worker's CUDA_VISIBLE_DEVICES;
 - its stdout and stderr read line by line: the last 200 lines are on the run page;
 - a stop ends the whole group within CODE_STOP_GRACE + 1 s: SIGTERM, then SIGKILL;
+- a run still going after RUN_TIME_LIMIT seconds (its wall-clock limit, as for built-in runs)
+  is ended the same way and fails with the reason;
 - if the worker process dies, the kernel kills the script (PR_SET_PDEATHSIG), and the beat
   task fails the run as "worker lost" once its heartbeat is older than the timeout.
 
@@ -298,8 +300,18 @@ def _save_output(run_id, process, exit_code=None):
     CodeRun.objects.filter(run_id=run_id).update(**fields)
 
 
-def watch(run, process, follower) -> str | None:
-    """Until the process ends: stop requests, output, progress. The reason it was stopped, if it was."""
+def over_time_limit(follower) -> str | None:
+    """The failure reason once the run has passed its wall-clock limit (RUN_TIME_LIMIT s)."""
+    limit = settings.RUN_TIME_LIMIT
+    if time.monotonic() - follower.started < limit:
+        return None
+    return (f"wall-clock limit of {limit}s reached at epoch {follower.epochs_done + 1} (RUN_TIME_LIMIT); "
+            "the script was stopped")
+
+
+def watch(run, process, follower) -> tuple[str | None, str | None]:
+    """Until the process ends: stop requests, the time limit, output, progress. (The reason it
+    was stopped, if it was; the reason it failed, if it passed its time limit.)"""
     from mlflow.exceptions import MlflowException
 
     from tracking.mlflow_io import RunNotFound
@@ -325,6 +337,10 @@ def watch(run, process, follower) -> str | None:
         if stop_reason:
             process.cancel()
             break
+        timed_out = over_time_limit(follower)
+        if timed_out:
+            process.cancel()
+            return None, timed_out
         if time.monotonic() < next_poll:
             continue
         if process.version != seen_output:
@@ -342,7 +358,7 @@ def watch(run, process, follower) -> str | None:
         if stop_reason:
             process.cancel()
             break
-    return stop_reason
+    return stop_reason, None
 
 
 def run_code(run_id, *, worker=None):
@@ -380,7 +396,7 @@ def run_code(run_id, *, worker=None):
     log.info("code run %s: started %r in %s (MLflow run %s)", run_id, command, directory, mlflow_run_id)
     follower = Follower(run, client, mlflow_run_id, started)
     try:
-        stop_reason = watch(run, process, follower)
+        stop_reason, timed_out = watch(run, process, follower)
     except BaseException:
         process.cancel()
         raise
@@ -391,7 +407,9 @@ def run_code(run_id, *, worker=None):
         follower.poll(final=True)
     except (MlflowException, OSError) as exc:
         log.warning("run %s: final MLflow read failed: %s", run_id, exc)
-    if stop_reason:
+    if timed_out:
+        status, reason, mlflow_status = Run.Status.FAILED, timed_out, "FAILED"
+    elif stop_reason:
         status, reason, mlflow_status = Run.Status.STOPPED, stop_reason, "KILLED"
     elif exit_code == 0:
         status, reason, mlflow_status = Run.Status.SUCCEEDED, "", "FINISHED"

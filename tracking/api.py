@@ -2,6 +2,8 @@
 
 Creating a run goes through services.run_create, so validation is the web form's; a bad config
 field answers 400 naming the field: {"field": "lr", "detail": "lr: ..."}."""
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -22,8 +24,12 @@ def bad_request(field, message):
 
 
 def exception_handler(exc, context):
-    """DRF's handler, with every 400 (a serializer's errors, a body that is not JSON) in the
-    {"field", "detail"} shape, naming the first bad field ("body" for the request as a whole)."""
+    """DRF's handler, with every 400 (a serializer's errors, a body that is not JSON or too large)
+    in the {"field", "detail"} shape, naming the first bad field ("body" for the request as a whole)."""
+    if isinstance(exc, RequestDataTooBig):  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE: nothing was read
+        return bad_request("body", f"larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return bad_request("body", str(exc))
     response = drf_exception_handler(exc, context)
     if response is not None and response.status_code == 400:
         field, message = _first_error(response.data)
@@ -79,9 +85,12 @@ class RunListCreate(generics.ListAPIView):
         fields = data.validated_data
         try:
             project = access.project_or_404(request.user, fields["project"])
+        except Http404:
+            return bad_request("project", "no such project")
+        try:
             parent = access.run_or_404(request.user, fields["parent"]) if fields["parent"] else None
         except Http404:
-            return bad_request("project", "no such project (or parent run)")
+            return bad_request("parent", "no such run")
         try:
             run = services.run_create(project=project, owner=request.user, config=fields["config"] or {},
                                       name=fields["name"] or "", tags=fields["tags"], note=fields["note"] or "",

@@ -72,10 +72,29 @@ def test_every_400_has_the_field_and_detail_shape(api, team_users, body, field):
     assert not Run.objects.exists()
 
 
+def test_a_project_or_parent_of_another_team_is_a_400_naming_that_field(api, team_users):
+    theirs = Run.objects.create(project=team_users["other_project"], owner=team_users["outsider"], name="x", config={})
+    assert assert_400(post(api, {"project": team_users["other_project"].pk}), "project") == "project: no such project"
+    assert assert_400(post(api, {"project": team_users["project"].pk, "parent": theirs.pk}), "parent") == \
+        "parent: no such run"
+    assert Run.objects.filter(project=team_users["project"]).count() == 0
+
+
 def test_a_body_that_is_not_json_is_a_400_of_the_same_shape(api, team_users):
     response = api.post("/api/runs/", "{not json", content_type="application/json")
     assert_400(response, "body")
     assert_400(api.get("/api/runs/", {"project": "²"}), "project")
+
+
+def test_a_body_over_djangos_upload_limit_is_a_400_of_the_same_shape_and_is_not_read(api, team_users, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100_000
+    body = json.dumps({"project": team_users["project"].pk, "note": "x" * 200_000})
+    response = api.post("/api/runs/", body, content_type="application/json")
+    assert assert_400(response, "body") == "body: larger than 100,000 bytes"
+    fields = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = api.post("/api/runs/", fields, content_type="application/x-www-form-urlencoded")
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in assert_400(response, "body")
+    assert not Run.objects.exists()
 
 
 def test_a_run_returned_by_the_api_can_be_posted_back(api, team_users):

@@ -62,17 +62,18 @@ def test_a_run_that_exhausts_its_memory_limit_fails_while_the_worker_trains_the_
     hungry = run_factory({"dataset": "digits", "width": 2500, "depth": 4, "optimizer": "adam", "epochs": 2})
     modest = run_factory({"dataset": "wine", "epochs": 3})
     enqueue_run(hungry.pk)
+    enqueue_run(modest.pk)  # waiting behind it on the same queue
     wait_for(lambda: ended(hungry), 120, "the hungry run's end", log=worker.log)
     hungry.refresh_from_db()
     assert hungry.status == "failed", hungry.status_reason
     assert hungry.status_reason.startswith("out of memory at epoch 1 step 0"), hungry.status_reason
     assert "RUN_MEMORY_LIMIT_MB" in hungry.status_reason
     assert mlflow_client.get_run(hungry.mlflow_run_id).info.status == "FAILED"
-    enqueue_run(modest.pk)
     wait_for(lambda: ended(modest), 120, "the next run's end", log=worker.log)
     modest.refresh_from_db()
     assert modest.status == "succeeded", modest.status_reason
     assert worker.proc.poll() is None and modest.worker == hungry.worker  # the same worker went on
+    assert modest.started_at >= hungry.finished_at  # it trained the next run once the hungry one failed
 
 
 def test_a_run_over_the_wall_clock_limit_ends_failed_with_the_reason(worker_with, run_factory, mlflow_client):

@@ -8,6 +8,7 @@ import re
 import subprocess
 
 import pytest
+from django.core.management import call_command
 
 from tests.conftest import ROOT
 from tests.tuning.test_autopilot_worker import smtp_for_worker  # noqa: F401 (a fixture)
@@ -32,6 +33,7 @@ def test_make_run_starts_one_training_worker_per_core():
 @pytest.fixture
 def make_run_workers(smtp_for_worker, redis_server, transactional_db, tmp_path):  # noqa: F811
     """The Procfile's workers as `honcho start -c train=2` runs them (PORT base + 100 a type + 1 a copy)."""
+    call_command("mlflow_store")  # as `make run` does before honcho starts them (else both migrate a new store)
     started = []
     for i, (name, command) in enumerate(procfile_workers().items()):
         for copy in range(2 if name == "train" else 1):

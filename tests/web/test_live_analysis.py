@@ -1,6 +1,7 @@
 """Under the processes `make run` starts (the Procfile's worker commands), the interim analysis of a
 run reaches its open page while the run still trains: analysis has a worker of its own."""
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from tests.conftest import ROOT
 from tests.waiting import wait_for
@@ -65,6 +67,7 @@ def test_the_procfile_gives_short_tasks_a_worker_of_their_own():
 
 @pytest.fixture
 def procfile_workers_running(redis_server, transactional_db, tmp_path):
+    call_command("mlflow_store")  # as `make run` does before honcho starts them (else both migrate a new store)
     started = [ProcfileProcess(name, command, tmp_path / f"{name}.log", 5100 + 100 * i)
                for i, (name, command) in enumerate(procfile_workers().items())]
     try:
@@ -103,3 +106,11 @@ def test_an_interim_diagnosis_shows_on_the_page_while_the_run_trains(page, team_
         Run.objects.get(pk=run.pk)), 60, "the final analysis", log=logs)
     page.wait_for_function(f"() => document.getElementById('recommendations').dataset.analysedAt === '{final.isoformat()}'",
                            timeout=10_000)
+    # The final diagnosis cites the best val_loss the page shows above it (issue 14: "stopped improving
+    # at epoch 1 (0.595)" beside "best val_loss 0.5715").
+    page.reload()
+    run.refresh_from_db()
+    assert f"best val_loss {run.best_val_loss:.4g}" in page.locator("#best-text").inner_text()
+    evidence = page.locator("#recommendations").inner_text()
+    cited = re.findall(r"val_loss[^;]*?(?:minimum|best)[ (]+(\d+(?:\.\d+)?(?:e-?\d+)?) at epoch", evidence)
+    assert cited and all(value == f"{run.best_val_loss:.3g}" for value in cited), (cited, run.best_val_loss, evidence)

@@ -115,9 +115,10 @@ def test_the_sweep_scatter_labels_a_log_axis_and_its_border_flag_clear_of_the_ti
     source = make_run(team_users["project"], team_users["admin"], name="base", with_series=False)
     sweep = sweeps.sweep_create(project=source.project, owner=source.owner,
                                 base_config=validate_config({"dataset": "digits", "epochs": 5}),
-                                space={"lr": {"low": 1e-6, "high": 1e-2, "log": True}}, stage1_trials=3)
-    for i, (trial, lr) in enumerate(zip(sweep.trials.all(), (1e-6, 1e-4, 1e-3))):
-        Trial.objects.filter(pk=trial.pk).update(params={"lr": lr})
+                                space={"lr": {"low": 1e-6, "high": 1e-2, "log": True},
+                                       "weight_decay": {"low": 1e-7, "high": 1e-3, "log": True}}, stage1_trials=3)
+    for i, (trial, lr, wd) in enumerate(zip(sweep.trials.all(), (1e-6, 1e-4, 1e-3), (1e-7, 1e-5, 1e-4))):
+        Trial.objects.filter(pk=trial.pk).update(params={"lr": lr, "weight_decay": wd})
         Run.objects.filter(pk=trial.run_id).update(status="succeeded", best_val_loss=0.4 + i,
                                                    finished_at=timezone.now())
     for trial in sweep.trials.all():
@@ -131,3 +132,6 @@ def test_the_sweep_scatter_labels_a_log_axis_and_its_border_flag_clear_of_the_ti
     ticks = x_ticks(texts, bbox)
     assert "1e-6" in ticks and "0" not in ticks, ticks
     check_labels(texts, bbox, ["best (on the low border)"])
+    texts, bbox = drawn(page, "scatter-weight_decay")
+    ticks = x_ticks(texts, bbox)
+    assert "1e-7" in ticks and "0" not in ticks, ticks

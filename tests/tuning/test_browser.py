@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tracking import autopilot, lr_finder, sweeps
 from tracking.config import validate_config
-from tracking.models import MetricSeries, Recommendation, Run, Trial
+from tracking.models import Autopilot, MetricSeries, Recommendation, Run, Trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -94,3 +94,29 @@ def test_the_lineage_is_drawn_as_a_tree(page, team_users):
     tree = page.locator("#lineage")
     assert tree.locator(f"li[data-run='{start.pk}'] > ul > li").count() == 2  # two rounds from the start
     assert "lr=0.1" in tree.inner_text() and "no improvement" in tree.inner_text()
+
+
+def test_tune_this_run_after_an_apply_by_hand_reuses_that_run(page, team_users):
+    """Issue 14: the autopilot's first round retrained a change already applied by hand."""
+    start = a_run(team_users, name="start", best_val_loss=2.0)
+    Recommendation.objects.create(run=start, rule="not_converged.raise_lr", diagnosis="not_converged",
+                                  change={"lr": 0.1}, rationale="r", confidence=0.9)
+    page.goto(f"/runs/{start.pk}/")
+    page.click("#recommendations a:has-text('Apply')")
+    page.click("text=Create the follow-up run")
+    page.wait_for_selector("text=Clone and edit")
+    by_hand = Run.objects.get(parent=start)
+    assert page.url.endswith(f"/runs/{by_hand.pk}/") and by_hand.config["lr"] == 0.1
+    now = timezone.now()  # the worker trained and analysed it
+    Run.objects.filter(pk=by_hand.pk).update(status="succeeded", best_val_loss=1.2, analysed_at=now, finished_at=now)
+    runs = Run.objects.count()
+
+    page.goto(f"/runs/{start.pk}/")
+    page.fill("input[name=max_rounds]", "1")
+    page.click("text=Tune this run")
+    page.wait_for_url("**/autopilots/*/")
+    assert Run.objects.count() == runs  # nothing trained again
+    pilot = Autopilot.objects.get()
+    assert [r.run_id for r in pilot.rounds.all()] == [by_hand.pk]
+    assert by_hand.name in page.locator("#lineage").inner_text()
+    assert "1 of at most 1 rounds" in page.inner_text("main") and f"Best run: {by_hand.name}" in page.inner_text("main")

@@ -9,6 +9,7 @@ import pandas  # noqa: E402,F401
 import sklearn.datasets  # noqa: E402,F401
 import sklearn.model_selection  # noqa: E402,F401
 import torch  # noqa: E402,F401
+import torch._dynamo  # noqa: E402,F401  (torch.optim imports it at the first optimizer: 1.5-5 s a run)
 
 import mlflow  # noqa: E402,F401
 import mlflow.store.tracking.sqlalchemy_store  # noqa: E402,F401  (a SQL store's client, made in each run)

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from tests.tuning.test_autopilot_worker import smtp_for_worker  # noqa: F401 (a fixture)
 from tests.waiting import wait_for
 from tests.web.conftest import make_run, page, sign_in  # noqa: F401 (page: the browser fixture)
-from tests.web.test_live_analysis import ProcfileProcess, procfile_workers
+from tests.web.test_live_analysis import ProcfileProcess, assert_no_store_race, procfile_workers
 from tracking import sweeps
 from tracking.models import Run, Sweep
 
@@ -87,3 +87,4 @@ def test_a_stage_s_runs_train_at_the_same_time_and_the_sweep_sends_one_email(pag
     assert all(m["Subject"].strip().startswith(f"[vision] {best.name}: ") for m in mails), mails[0]["Subject"]
     body = mails[0].get_body(preferencelist=("plain",)).get_content()
     assert f"Sweep {sweep.name} ended" in body and f"Best run: {best.name}" in body and "Recommendation: " in body
+    assert_no_store_race(make_run_workers)

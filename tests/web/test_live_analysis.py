@@ -57,6 +57,14 @@ class ProcfileProcess:
                 self.proc.wait(10)
 
 
+def assert_no_store_race(processes):
+    """Issue 14: the first `make run` printed "database is locked" as two processes created the MLflow
+    tables at once; with the store made once before they start, no process sees it."""
+    for p in processes:
+        for sign in ("database is locked", "_alembic_tmp"):
+            assert sign not in p.log(), f"{p.name}: {sign}\n{p.log()[-3000:]}"
+
+
 def test_the_procfile_gives_short_tasks_a_worker_of_their_own():
     workers = procfile_workers()
     queues = {name: cmd.split("-Q ")[1].split()[0].split(",") for name, cmd in workers.items()}
@@ -114,3 +122,4 @@ def test_an_interim_diagnosis_shows_on_the_page_while_the_run_trains(page, team_
     evidence = page.locator("#recommendations").inner_text()
     cited = re.findall(r"val_loss[^;]*?(?:minimum|best)[ (]+(\d+(?:\.\d+)?(?:e-?\d+)?) at epoch", evidence)
     assert cited and all(value == f"{run.best_val_loss:.3g}" for value in cited), (cited, run.best_val_loss, evidence)
+    assert_no_store_race(procfile_workers_running)

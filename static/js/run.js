@@ -47,6 +47,10 @@
     var status = document.getElementById("run-status");
     status.textContent = d.status;
     status.className = "status status-" + d.status;
+    var reason = document.getElementById("status-reason");  // e.g. "worker lost, retrying" while it waits
+    reason.textContent = d.status_reason || "";
+    reason.hidden = !d.status_reason;
+    reason.className = "reason reason-" + d.status;
     document.getElementById("progress").value = d.progress;
     if (d.total_steps) {
       var text = "epoch " + d.epoch + "/" + d.epochs + " · step " + d.step + "/" + d.total_steps;

@@ -60,3 +60,26 @@ def test_the_page_shows_the_final_analysis_when_it_comes_after_the_end(page, tea
     assert "live" not in page.locator("#recommendations h2").inner_text()
     assert page.locator("#duration-label").inner_text() == "duration"
     assert seconds(page.locator("#duration").inner_text()) == round((finished - started).total_seconds())
+
+
+def test_the_open_page_says_worker_lost_retrying_when_the_run_is_requeued_and_clears_it_when_it_resumes(
+        page, team_users, redis_server):
+    from workers.recovery import recover_stalled_runs
+
+    run = make_run(team_users["project"], team_users["admin"], status=Run.Status.RUNNING, epochs=5)
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=60), worker="gpu-box-1",
+                                         attempts=1, heartbeat_at=timezone.now() - timedelta(seconds=30))
+    sign_in(page, "bob", "pw-bob-123")
+    page.goto(f"/runs/{run.pk}/")
+    assert page.locator("#status-reason").is_hidden()
+    # Celery beat's recovery finds the run's heartbeat stale: its worker died
+    assert recover_stalled_runs(timeout=timedelta(seconds=20)) == ([run.pk], [])
+    page.wait_for_function("() => document.getElementById('run-status').textContent === 'queued'", timeout=5000)
+    reason = page.locator("#status-reason")
+    assert reason.is_visible() and reason.inner_text().startswith("worker lost, retrying (attempt 1 of 3 ended: "
+                                                                    "worker gpu-box-1 sent no heartbeat")
+    # another worker takes it and resumes it
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, status_reason="", worker="cpu-box-2",
+                                         heartbeat_at=timezone.now())
+    page.wait_for_function("() => document.getElementById('run-status').textContent === 'running'", timeout=5000)
+    assert reason.is_hidden()

@@ -194,3 +194,29 @@ def test_make_runs_mlflow_ui_also_needs_its_generated_login():
     makefile = (ROOT / "Makefile").read_text()
     assert "run: demo var/mlflow-auth.env" in makefile and "secrets.token_urlsafe" in makefile
     assert "login: admin / $$(sed -n 's/^MLFLOW_AUTH_ADMIN_PASSWORD=//p' var/mlflow-auth.env)" in makefile
+
+
+@pytest.mark.slow
+def test_the_open_in_mlflow_link_shows_the_run_in_the_model_training_view(mlflow_server, runwise_run, browser, settings):
+    """Issue 14: MLflow 3 opens a run in its GenAI view unless told otherwise. Runwise's link (the
+    target of /runs/<id>/mlflow/) opens it in the model-training view, seen in Chromium, signed in."""
+    from tracking.views import mlflow_ui_run_url
+
+    settings.MLFLOW_UI_URL = mlflow_server["url"]
+    link = mlflow_ui_run_url(runwise_run["run_id"], runwise_run["experiment_id"])
+
+    def sidebar(url):  # each in a fresh browser profile: MLflow keeps the last view in localStorage
+        context = browser.new_context(http_credentials={"username": ADMIN, "password": PASSWORD},
+                                      viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_selector("text=Model metrics", timeout=60_000)  # the run's page
+            page.wait_for_selector("text=Traces", timeout=10_000)
+            return page.inner_text("body")
+        finally:
+            context.close()
+
+    assert "Model registry" not in sidebar(link.split("?")[0])  # the bare link: MLflow's GenAI view
+    shown = sidebar(link)
+    assert "Model registry" in shown and "Evaluations" not in shown, shown[:500]

@@ -37,9 +37,10 @@
   // would run past the right edge is drawn left of its line. ROW and PAD in CSS pixels.
   var ROW = 16, PAD = 6;
   function bandHeight(rows) { return rows ? PAD + rows * ROW : 10; }
-  // items: [{x: canvas px, text, color}]; returns the boxes drawn (canvas px).
+  // items: [{x: canvas px, text, color}]; returns the boxes drawn (canvas px), and in .rows the
+  // rows the labels need (more than `rows` when the band is too low: the caller makes it taller).
   function drawLabels(u, items, rows) {
-    var ctx = u.ctx, dpr = devicePixelRatio, placed = [];
+    var ctx = u.ctx, dpr = devicePixelRatio, placed = [], needed = 0;
     var right = u.bbox.left + u.bbox.width, left = u.bbox.left;
     ctx.save();
     ctx.font = (12 * dpr) + "px sans-serif";
@@ -49,19 +50,22 @@
       var x0 = m.x + gap;
       if (x0 + w > right) x0 = Math.max(left, m.x - gap - w);
       var row = 0;
-      while (row < rows - 1 && placed.some(function (p) {
-        return p.row === row && x0 < p.x1 + gap && x0 + w + gap > p.x0; })) row++;
-      var baseline = u.bbox.top - (PAD / 2 + (rows - 1 - row) * ROW + 3) * dpr;
-      ctx.fillStyle = m.color;
-      ctx.fillText(m.text, x0, baseline);
-      placed.push({ row: row, x0: x0, x1: x0 + w, text: m.text });
+      while (placed.some(function (p) { return p.row === row && x0 < p.x1 + gap && x0 + w + gap > p.x0; })) row++;
+      needed = Math.max(needed, row + 1);
+      placed.push({ row: row, x0: x0, x1: x0 + w, text: m.text, color: m.color });
+    });
+    placed.forEach(function (p) {
+      var baseline = u.bbox.top - (PAD / 2 + (rows - 1 - Math.min(p.row, rows - 1)) * ROW + 3) * dpr;
+      ctx.fillStyle = p.color;
+      ctx.fillText(p.text, p.x0, baseline);
     });
     ctx.restore();
+    placed.rows = needed;
     return placed;
   }
 
   // marks: [{x0, x1, label}] in x units; a single x when x0 == x1.
-  function marksPlugin(getMarks, rowsOf) {
+  function marksPlugin(getMarks, rowsOf, setRows) {
     return {
       hooks: {
         draw: function (u) {
@@ -78,7 +82,8 @@
             labels.push({ x: a, text: m.label, color: m.color || "rgba(154, 52, 18, 1)" });
           });
           ctx.restore();
-          drawLabels(u, labels, rowsOf());
+          var needed = drawLabels(u, labels, rowsOf()).rows;
+          if (needed !== rowsOf()) setRows(needed);  // a band as high as the labels' rows, then drawn again
         }
       }
     };
@@ -102,19 +107,26 @@
       axes: [{ label: opts.xLabel || "step" }, opts.log ? { values: logValues } : {}],
       padding: [function () { return bandHeight(self.rows); }, null, null, null],
       cursor: { drag: { x: true, y: false } },
-      plugins: [marksPlugin(function () { return self.marks; }, function () { return self.rows; })]
+      plugins: [marksPlugin(function () { return self.marks; }, function () { return self.rows; },
+                            function (rows) { self.setRows(rows); })]
     }, joined(names.map(function () { return []; })), el);
     el.uplot = this.plot;
     el.classList.add("rendered");
   }
 
+  // Room above the plot for the labels' rows (the padding reads this.rows); the resize redraws.
+  LineChart.prototype.setRows = function (rows) {
+    if (rows === this.rows) return;
+    this.rows = rows;
+    var plot = this.plot;
+    setTimeout(function () { plot.setSize({ width: plot.width, height: plot.height }); }, 0);
+  };
+
   LineChart.prototype.setData = function (pointLists, marks) {
     if (marks) this.marks = marks;
-    var rows = Math.min(this.marks.length, 3);
-    if (rows !== this.rows) {  // room above the plot for the labels' rows
-      this.rows = rows;
-      this.plot.setSize({ width: this.plot.width, height: this.plot.height });
-    }
+    // A first guess (one row a label, at most 3); the draw hook then sets the rows the labels need.
+    if (!this.marks.length) this.setRows(0);
+    else if (!this.rows) this.setRows(Math.min(this.marks.length, 3));
     var hasData = pointLists.some(function (p) { return p && p.length; });
     this.el.classList.toggle("empty", !hasData);
     this.plot.setData(joined(pointLists.map(function (p) { return p || []; })));

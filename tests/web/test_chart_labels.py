@@ -45,7 +45,7 @@ def overlap(a, b):
 def last_draw(texts, labels):
     """The texts of the chart's last draw: those after the last time the first label was drawn."""
     starts = [i for i, t in enumerate(texts) if t["text"] in labels]
-    return texts[starts[-1] - len(labels) * 40:] if starts else texts
+    return texts[max(0, starts[-1] - len(labels) * 40):] if starts else texts
 
 
 def check_labels(texts, bbox, labels):
@@ -109,6 +109,21 @@ def test_the_run_charts_put_diagnosis_labels_above_the_curves(page, team_users):
     for chart in ("chart-loss_epoch", "chart-train_loss"):
         texts, bbox = drawn(page, chart)
         check_labels(last_draw(texts, ["overfitting"]), bbox, ["overfitting", "not_converged"])
+
+
+def test_four_findings_at_the_same_epoch_get_four_rows_of_labels(page, team_users):
+    run = make_run(team_users["project"], team_users["admin"], name="bad", epochs=12, steps_per_epoch=20)
+    ids = ["diverging", "overfitting", "unstable", "plateau"]  # a real run had these four, severity >= 0.8
+    Run.objects.filter(pk=run.pk).update(analysis={"diagnoses": [
+        {"id": d, "severity": 0.9, "evidence": "x", "epochs": [3 + (i % 2), 12]} for i, d in enumerate(ids)]})
+    page.add_init_script(RECORDER)
+    sign_in(page, "bob", "pw-bob-123")
+    page.goto(f"/runs/{run.pk}/")
+    page.wait_for_selector("#chart-loss_epoch canvas")
+    page.wait_for_timeout(500)
+    for chart in ("chart-loss_epoch", "chart-accuracy"):
+        texts, bbox = drawn(page, chart)
+        check_labels(last_draw(texts, ["diverging"]), bbox, ids)
 
 
 def test_the_sweep_scatter_labels_a_log_axis_and_its_border_flag_clear_of_the_ticks(page, team_users):

@@ -53,7 +53,7 @@ def _sorted_bin_means(key_of, steps: np.ndarray, values: np.ndarray, nbins: int)
     targets = np.arange(nbins + 1)
     lo, hi = np.zeros(nbins + 1, dtype=np.int64), np.full(nbins + 1, n, dtype=np.int64)
     while (active := lo < hi).any():  # lo ends as the first index whose key is >= each target
-        mid = (lo + hi) // 2
+        mid = (lo + hi) >> 1
         below = key_of(steps[np.minimum(mid, n - 1)]) < targets
         lo, hi = np.where(active & below, mid + 1, lo), np.where(active & ~below, mid, hi)
     finite = np.isfinite(values)
@@ -62,15 +62,18 @@ def _sorted_bin_means(key_of, steps: np.ndarray, values: np.ndarray, nbins: int)
     else:
         w = np.where(finite, values, 0.0)
         counts = np.diff(np.concatenate(([0], np.cumsum(finite)))[lo])
-    # one zero appended, so that a bin ending at the last step still has a valid start for reduceat
-    sums = np.add.reduceat(np.append(w, 0.0), lo[:-1])
+    filled = lo[:-1] < lo[1:]  # bins holding a step: reduceat sums from each start to the next one's
+    sums = np.zeros(nbins)
+    if filled.any():
+        sums[filled] = np.add.reduceat(w, lo[:-1][filled])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _even_bins(s0: float, span: float, nbins: int):
-    """The key of equal step spans: bin of each step in [s0, s0 + span), clipped to [0, nbins)."""
-    return lambda s: np.clip(((s - s0) * nbins // span).astype(np.int64), 0, nbins - 1)
+    """The key of equal step spans: bin of each step in [s0, s0 + span), clipped to [0, nbins)
+    (np.minimum/np.maximum: np.clip looks the dtype's limits up at every call)."""
+    return lambda s: np.minimum(np.maximum(((s - s0) * nbins // span).astype(np.int64), 0), nbins - 1)
 
 
 def _downsample(x: np.ndarray, labels: np.ndarray, size: int = MAX_POINTS):
@@ -165,10 +168,10 @@ def build_curves(run: RunInput) -> Curves:
             # the key of each step (the val epoch it is averaged into) never decreases along the steps
             last = len(val) - 1
             if global_units and not spe:
-                key_of = lambda s: np.clip(np.searchsorted(v_steps, s, side="left"), 0, last)  # noqa: E731
+                key_of = lambda s: np.minimum(np.searchsorted(v_steps, s, side="left"), last)  # noqa: E731
             elif spe and steps.steps[0] >= 0:
                 lut = np.searchsorted(epochs - 1, np.arange(int(steps.steps[-1] // spe) + 1), side="left")
-                key_of = lambda s: np.clip(lut[(s // spe).astype(np.int64)], 0, last)  # noqa: E731
+                key_of = lambda s: np.minimum(lut[(s // spe).astype(np.int64)], last)  # noqa: E731
             elif spe:  # steps before 0: the old way
                 keys = (steps.steps // spe).astype(np.int64)
                 lut = np.searchsorted(epochs - 1, np.arange(int(keys.max()) + 1), side="left")

@@ -65,7 +65,8 @@ def test_a_code_run_is_analysed_while_it_trains_and_its_end_is_analysed_and_emai
     assert mail["msg"]["Subject"] == (f"[vision] slow sgd: {main['id'].replace('_', ' ')}, "
                                       f"{change_in_words(top.change, run.config)}")
     assert re.fullmatch(r"\[vision\] slow sgd: [a-z ]+, (raise|lower|set) \w+ to \S+.*", mail["msg"]["Subject"])
-    assert OutboxEmail.objects.get(run=run).state == "sent"
+    # the SMTP server has the message before the worker marks its outbox row sent
+    wait_for(lambda: OutboxEmail.objects.get(run=run).state == "sent", 30, "the outbox row marked sent", log=logs)
     assert len(server.inbox.messages) == 1  # the owner only (the default settings), once
 
 

@@ -81,6 +81,7 @@ def test_a_lightning_run_logged_outside_runwise_is_imported_analysed_and_emailed
     assert run.analysis["diagnoses"] and run.config["epochs"] == 4 and run.epoch == 4
     [mail] = [m for m in server.inbox.wait_for(1, timeout=60) if "alice@example.com" in m["to"]]
     assert mail["msg"]["Subject"].startswith(f"[vision] {run.name}: ")
-    assert OutboxEmail.objects.get(run=run).state == "sent"
+    # the SMTP server has the message before the worker marks its outbox row sent
+    wait_for(lambda: OutboxEmail.objects.get(run=run).state == "sent", 30, "the outbox row marked sent", log=worker.log)
     time.sleep(PERIOD + 1)  # one more import of the ended run
     assert snapshot(mlflow_client, mlflow_id) == ended  # nothing written back to MLflow

@@ -5,7 +5,7 @@ the page and the email call it), on long step series:
 - 600,000 points: train_loss, lr and grad_norm per step (three per-step metrics of 200,000).
 
 Every point the engine reads is checked (tracking.rules.inputs: every point of the loss curves; of
-a long lr or grad_norm series, which the engine only summarises, 5,000 evenly spaced points), then
+a long lr or grad_norm series, which the engine only summarises, 2,000 evenly spaced points), then
 the curves are summarised.
 Prints the median and the spread of 15 calls each, the share spent reading the input, and a
 one-line summary last (targets: <= 50 ms on 200k points, <= 30 ms on 600k points).

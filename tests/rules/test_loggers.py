@@ -113,19 +113,19 @@ def test_a_malformed_point_anywhere_is_refused_naming_the_metric_and_its_index(b
 
 
 def test_a_malformed_point_that_a_long_summarised_series_reads_is_found_too():
-    # 50,000 lr points: every 10th is read (SUMMARY_POINTS 5,000), from index 9 so that the last one
+    # 50,000 lr points: every 25th is read (SUMMARY_POINTS 2,000), from index 24 so that the last one
     # is read; each of those is checked, and named by its index
     lr = [[s, 0.1] for s in range(50_000)]
-    lr[31_339] = [31_339, False]
+    lr[31_349] = [31_349, False]
     with pytest.raises(RunInputError) as err:
         read_run_input({"metrics": {"train_loss": [[s, 1.0] for s in range(100)], "lr-SGD": lr}})
-    assert err.value.field == "metrics.lr-SGD[31339]"
-    lr[31_339] = [31_339, 0.1]
-    lr[40_009] = "ab"
+    assert err.value.field == "metrics.lr-SGD[31349]"
+    lr[31_349] = [31_349, 0.1]
+    lr[40_024] = "ab"
     with pytest.raises(RunInputError) as err:
         read_run_input({"metrics": {"train_loss": [[s, 1.0] for s in range(100)], "lr-SGD": lr}})
-    assert err.value.field == "metrics.lr-SGD[40009]"
-    lr[40_009] = [40_009, 0.1]
+    assert err.value.field == "metrics.lr-SGD[40024]"
+    lr[40_024] = [40_024, 0.1]
     lr[49_999] = [49_999, None]
     with pytest.raises(RunInputError) as err:
         read_run_input({"metrics": {"train_loss": [[s, 1.0] for s in range(100)], "lr-SGD": lr}})
@@ -136,7 +136,7 @@ def test_a_long_summarised_series_is_read_at_evenly_spaced_points_up_to_the_last
     lr = [[s, 0.1 * (1 - s / 100_000)] for s in range(100_000)]
     read = read_run_input({"metrics": {"train_loss": [[s, 1.0] for s in range(100)], "lr": lr}})
     steps = read.metrics["lr"].steps
-    assert len(steps) == 5_000 and steps[0] == 19 and steps[-1] == 99_999 and set(np.diff(steps)) == {20.0}
+    assert len(steps) == 2_000 and steps[0] == 49 and steps[-1] == 99_999 and set(np.diff(steps)) == {50.0}
     assert read.metrics["lr"].values[-1] == pytest.approx(0.1 * (1 - steps[-1] / 100_000))
 
 

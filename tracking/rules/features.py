@@ -206,9 +206,9 @@ def build_curves(run: RunInput) -> Curves:
 
     initial = np.nan
     if steps is not None:
-        finite = steps.values[np.isfinite(steps.values)]
-        if finite.size:
-            initial = float(finite[0])  # the loss of the untrained model (before any update)
+        finite = np.isfinite(steps.values)
+        if finite.any():  # the first finite value: the loss of the untrained model (before any update)
+            initial = float(steps.values[int(np.argmax(finite))])
     if not np.isfinite(initial):
         for curve in (train, vals):
             if curve is not None and np.isfinite(curve).any():

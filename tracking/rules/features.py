@@ -46,16 +46,31 @@ def _bin_means(keys: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
 
 def _sorted_bin_means(key_of, steps: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
     """_bin_means(key_of(steps), values, nbins) for a key that never decreases along the sorted steps
-    and lies in [0, nbins): each bin is then a slice, whose edges a bisection finds by evaluating
-    key_of at ~18 x nbins steps, and whose sums one reduceat takes. A long step series is so read
-    in two passes instead of six (the same bins, the sums in another order)."""
+    and lies in [0, nbins): each bin is then a slice, whose sums one reduceat takes. A long step
+    series is so read in two passes instead of six (the same bins, the sums in another order).
+    The slices' starts (the first index whose key is >= each bin) come from the step where each bin
+    starts when key_of knows it (key_of.edges, then checked and moved by a step or two where a
+    rounding put it off), else from a bisection evaluating key_of at ~18 x nbins steps."""
     n = len(steps)
     targets = np.arange(nbins + 1)
-    lo, hi = np.zeros(nbins + 1, dtype=np.int64), np.full(nbins + 1, n, dtype=np.int64)
-    while (active := lo < hi).any():  # lo ends as the first index whose key is >= each target
-        mid = (lo + hi) >> 1
-        below = key_of(steps[np.minimum(mid, n - 1)]) < targets
-        lo, hi = np.where(active & below, mid + 1, lo), np.where(active & ~below, mid, hi)
+    lo = None
+    edges = getattr(key_of, "edges", None)
+    if edges is not None and n:
+        lo = np.searchsorted(steps, edges, side="left").astype(np.int64)
+        for _ in range(4):
+            back = (lo > 0) & (key_of(steps[np.maximum(lo - 1, 0)]) >= targets)
+            ahead = (lo < n) & (key_of(steps[np.minimum(lo, n - 1)]) < targets)
+            if not (back.any() or ahead.any()):
+                break
+            lo = lo - back + ahead
+        else:
+            lo = None  # still off: bisect
+    if lo is None:
+        lo, hi = np.zeros(nbins + 1, dtype=np.int64), np.full(nbins + 1, n, dtype=np.int64)
+        while (active := lo < hi).any():  # lo ends as the first index whose key is >= each target
+            mid = (lo + hi) >> 1
+            below = key_of(steps[np.minimum(mid, n - 1)]) < targets
+            lo, hi = np.where(active & below, mid + 1, lo), np.where(active & ~below, mid, hi)
     finite = np.isfinite(values)
     if finite.all():
         w, counts = values, np.diff(lo)
@@ -70,10 +85,19 @@ def _sorted_bin_means(key_of, steps: np.ndarray, values: np.ndarray, nbins: int)
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def _with_edges(key_of, edges: np.ndarray):
+    """key_of, knowing the step where each of its bins starts (for _sorted_bin_means)."""
+    key_of.edges = edges
+    return key_of
+
+
 def _even_bins(s0: float, span: float, nbins: int):
     """The key of equal step spans: bin of each step in [s0, s0 + span), clipped to [0, nbins)
     (np.minimum/np.maximum: np.clip looks the dtype's limits up at every call)."""
-    return lambda s: np.minimum(np.maximum(((s - s0) * nbins // span).astype(np.int64), 0), nbins - 1)
+    edges = s0 + np.arange(nbins + 1) * span / nbins
+    edges[0], edges[-1] = -np.inf, np.inf  # every step is in a bin: the first from the start, none past the last
+    return _with_edges(lambda s: np.minimum(np.maximum(((s - s0) * nbins // span).astype(np.int64), 0), nbins - 1),
+                       edges)
 
 
 def _downsample(x: np.ndarray, labels: np.ndarray, size: int = MAX_POINTS):
@@ -171,7 +195,10 @@ def build_curves(run: RunInput) -> Curves:
                 key_of = lambda s: np.minimum(np.searchsorted(v_steps, s, side="left"), last)  # noqa: E731
             elif spe and steps.steps[0] >= 0:
                 lut = np.searchsorted(epochs - 1, np.arange(int(steps.steps[-1] // spe) + 1), side="left")
-                key_of = lambda s: np.minimum(lut[(s // spe).astype(np.int64)], last)  # noqa: E731
+                # bin b starts at the first epoch q (its first step q * spe) with lut[q] >= b
+                edges = np.searchsorted(lut, np.arange(len(val) + 1), side="left") * float(spe)
+                edges[0], edges[-1] = -np.inf, np.inf
+                key_of = _with_edges(lambda s: np.minimum(lut[(s // spe).astype(np.int64)], last), edges)
             elif spe:  # steps before 0: the old way
                 keys = (steps.steps // spe).astype(np.int64)
                 lut = np.searchsorted(epochs - 1, np.arange(int(keys.max()) + 1), side="left")
@@ -191,7 +218,10 @@ def build_curves(run: RunInput) -> Curves:
             n_ep = int(s[-1] // spe) + 1 if spe else 0
             if spe and n_ep >= 4:
                 if s[0] >= 0:
-                    train = _sorted_bin_means(lambda x: (x // spe).astype(np.int64), s, steps.values, n_ep)
+                    edges = np.arange(n_ep + 1) * float(spe)
+                    edges[-1] = np.inf
+                    train = _sorted_bin_means(_with_edges(lambda x: (x // spe).astype(np.int64), edges),
+                                              s, steps.values, n_ep)
                 else:
                     train = _bin_means((s // spe).astype(np.int64), steps.values, n_ep)
                 epochs = np.arange(1, n_ep + 1, dtype=float)

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 from tests.tuning.test_autopilot_worker import smtp_for_worker  # noqa: F401 (a fixture)
 from tests.waiting import wait_for
 from tests.web.conftest import make_run, page, sign_in  # noqa: F401 (page: the browser fixture)
-from tests.web.test_live_analysis import ProcfileProcess, assert_no_store_race, procfile_workers
+from tests.web.test_live_analysis import ProcfileProcess, assert_no_store_race, procfile_workers, running
 from tracking import sweeps
 from tracking.models import Run, Sweep
 from tracking.services import run_create, run_request_stop
@@ -41,13 +41,7 @@ def make_run_workers(smtp_for_worker, redis_server, transactional_db, tmp_path):
         for copy in range(2 if name == "train" else 1):
             started.append(ProcfileProcess(f"{name}.{copy + 1}", command, tmp_path / f"{name}.{copy + 1}.log",
                                            5100 + 100 * i + copy))
-    try:
-        for p in started:
-            p.wait_ready()
-        yield started
-    finally:
-        for p in started:
-            p.stop()
+    yield from running(started)
 
 
 @pytest.mark.slow

@@ -96,31 +96,30 @@ def test_the_lr_range_plot_labels_its_log_axis_clips_the_blow_up_and_keeps_the_s
     check_labels(texts, bbox, ["valley", "steep", "minimum"])
 
 
-def test_the_run_charts_put_diagnosis_labels_above_the_curves(page, team_users):
-    run = make_run(team_users["project"], team_users["admin"], name="marked", epochs=12, steps_per_epoch=20)
-    Run.objects.filter(pk=run.pk).update(analysis={"diagnoses": [
-        {"id": "overfitting", "severity": 0.8, "evidence": "val_loss rose", "epochs": [4, 12]},
-        {"id": "not_converged", "severity": 0.6, "evidence": "still falling", "epochs": [5, 12]}]})
+def open_run_with_findings(page, team_users, name: str, diagnoses: list, wait_ms: int):
+    """A run whose stored analysis holds `diagnoses`, open in the page with the canvas recorder."""
+    run = make_run(team_users["project"], team_users["admin"], name=name, epochs=12, steps_per_epoch=20)
+    Run.objects.filter(pk=run.pk).update(analysis={"diagnoses": diagnoses})
     page.add_init_script(RECORDER)
     sign_in(page, "bob", "pw-bob-123")
     page.goto(f"/runs/{run.pk}/")
     page.wait_for_selector("#chart-loss_epoch canvas")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(wait_ms)
+
+
+def test_the_run_charts_put_diagnosis_labels_above_the_curves(page, team_users):
+    open_run_with_findings(page, team_users, "marked", [
+        {"id": "overfitting", "severity": 0.8, "evidence": "val_loss rose", "epochs": [4, 12]},
+        {"id": "not_converged", "severity": 0.6, "evidence": "still falling", "epochs": [5, 12]}], 300)
     for chart in ("chart-loss_epoch", "chart-train_loss"):
         texts, bbox = drawn(page, chart)
         check_labels(last_draw(texts, ["overfitting"]), bbox, ["overfitting", "not_converged"])
 
 
 def test_four_findings_at_the_same_epoch_get_four_rows_of_labels(page, team_users):
-    run = make_run(team_users["project"], team_users["admin"], name="bad", epochs=12, steps_per_epoch=20)
     ids = ["diverging", "overfitting", "unstable", "plateau"]  # a real run had these four, severity >= 0.8
-    Run.objects.filter(pk=run.pk).update(analysis={"diagnoses": [
-        {"id": d, "severity": 0.9, "evidence": "x", "epochs": [3 + (i % 2), 12]} for i, d in enumerate(ids)]})
-    page.add_init_script(RECORDER)
-    sign_in(page, "bob", "pw-bob-123")
-    page.goto(f"/runs/{run.pk}/")
-    page.wait_for_selector("#chart-loss_epoch canvas")
-    page.wait_for_timeout(500)
+    open_run_with_findings(page, team_users, "bad", [
+        {"id": d, "severity": 0.9, "evidence": "x", "epochs": [3 + (i % 2), 12]} for i, d in enumerate(ids)], 500)
     for chart in ("chart-loss_epoch", "chart-accuracy"):
         texts, bbox = drawn(page, chart)
         check_labels(last_draw(texts, ["diverging"]), bbox, ids)

@@ -73,11 +73,8 @@ def test_the_procfile_gives_short_tasks_a_worker_of_their_own():
     assert training and short and not set(training) & set(short), queues
 
 
-@pytest.fixture
-def procfile_workers_running(redis_server, transactional_db, tmp_path):
-    call_command("mlflow_store")  # as `make run` does before honcho starts them (else both migrate a new store)
-    started = [ProcfileProcess(name, command, tmp_path / f"{name}.log", 5100 + 100 * i)
-               for i, (name, command) in enumerate(procfile_workers().items())]
+def running(started: list):
+    """For a fixture: yields the processes once each is ready, and stops them all afterwards."""
     try:
         for p in started:
             p.wait_ready()
@@ -85,6 +82,13 @@ def procfile_workers_running(redis_server, transactional_db, tmp_path):
     finally:
         for p in started:
             p.stop()
+
+
+@pytest.fixture
+def procfile_workers_running(redis_server, transactional_db, tmp_path):
+    call_command("mlflow_store")  # as `make run` does before honcho starts them (else both migrate a new store)
+    yield from running([ProcfileProcess(name, command, tmp_path / f"{name}.log", 5100 + 100 * i)
+                        for i, (name, command) in enumerate(procfile_workers().items())])
 
 
 def test_an_interim_diagnosis_shows_on_the_page_while_the_run_trains(page, team_users, procfile_workers_running):

@@ -138,6 +138,7 @@ class Training:
         self.step = 0             # optimizer steps taken = global step of the next one
         self.history = {name: [] for name in STEP_METRICS + EPOCH_METRICS}
         self.step_metrics = {}    # the last recorded step's train_loss, lr, grad_norm
+        self.before_update = []   # callables run once, before the next optimizer step changes the parameters
         # Steps taken but not yet in `history`; `record_steps()` moves them over in bulk. On an
         # accelerator losses and grad norms wait as 0-d device tensors (no sync a step) and are
         # copied back in one go; on the CPU reading a value is a plain memory read, cheaper
@@ -240,6 +241,10 @@ class Training:
         norm = self.grad_norm()
         if self.grad_clip:
             self.clip_gradients(norm)
+        if self.before_update:  # e.g. a checkpoint's copy of the parameters, taken beside this step
+            hooks, self.before_update = self.before_update, []
+            for hook in hooks:
+                hook()
         self.optimizer.step()
         # No .item() on an accelerator (a device sync): the values are read in bulk by
         # record_steps, which also ends the run as diverged at the first non-finite one.

@@ -144,6 +144,56 @@ def test_a_checkpoint_is_a_copy_that_training_goes_on_past():
     assert all(first["model"][k].data_ptr() != final[k].data_ptr() for k in final)
 
 
+def test_the_parameters_copy_runs_beside_the_next_step_and_holds_the_epochs_end_state(monkeypatch):
+    """The copy of parameters and optimizer state is taken on the logger's copier thread while
+    the loop runs the next step's forward and backward; the loop waits for it before its
+    optimizer step, so the checkpoint is the state at the epoch's end even when the copy is slow."""
+    import threading
+    import time
+
+    import torch
+
+    from workers import mlflow_logging
+    from workers.callbacks import Callback
+    from workers.engine import detached_copy
+
+    threads = []
+
+    def slow_copy(obj, into=None):
+        threads.append(threading.current_thread().name)
+        time.sleep(0.3)  # far longer than a step's forward and backward here
+        return detached_copy(obj, into)
+
+    monkeypatch.setattr(mlflow_logging, "detached_copy", slow_copy)
+    reference = {}
+
+    class Reference(Callback):
+        order = 95  # after the logger (90), at the same epoch end: nothing trains in between
+
+        def on_epoch_end(self, training):
+            reference[training.epoch] = detached_copy(training.checkpoint(step_history=False))
+
+    def same(a, b):
+        if isinstance(a, torch.Tensor):
+            return torch.equal(a, b)
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+
+    writer = RecordingWriter()
+    logger = MlflowLogger(FakeClient(), "r1", writer, checkpoint_seconds=0, log_model=False)
+    fit(config(epochs=3, optimizer="adam"), callbacks=[logger, Reference()])
+    saved = [c[2] for c in writer.calls if c[0] == "artifact"]
+    assert [c["epoch"] for c in saved] == [1, 2, 3]
+    for ckpt in saved:
+        assert same(ckpt["model"], reference[ckpt["epoch"]]["model"])
+        assert same(ckpt["optimizer"], reference[ckpt["epoch"]]["optimizer"])
+    assert threads and all(name.startswith("checkpoint-copy") for name in threads)
+    assert len(logger.copy_waits) == 3 and min(logger.copy_waits[:2]) > 0.1  # the loop waited before stepping
+
+
 def test_a_checkpoints_copy_reuses_the_last_ones_buffers_once_it_is_serialised():
     ptrs = []
 

@@ -19,6 +19,8 @@ import datetime as dt
 import logging
 import os
 import smtplib
+import threading
+import time
 
 from celery import Task, shared_task
 from django.db.models import F, Q
@@ -85,6 +87,68 @@ def recipient_still_member(outbox: OutboxEmail) -> bool:
     return Membership.objects.filter(team_id=outbox.team_id, user_id=outbox.recipient_id).exists()
 
 
+# One SMTP connection a worker thread, kept between emails ------------------------------------------
+
+CONNECTION_IDLE = 20.0  # seconds: a connection unused longer is closed and opened again (servers drop idle ones)
+_connections = threading.local()
+
+
+def _connection_key():
+    from django.conf import settings
+
+    return tuple(getattr(settings, name, None) for name in (
+        "EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_USE_TLS", "EMAIL_USE_SSL"))
+
+
+def _drop_connection() -> None:
+    connection = getattr(_connections, "open", None)
+    _connections.open = None
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to say goodbye; it is dropped anyway
+            pass
+
+
+def send_message(message) -> None:
+    """Send over this worker thread's SMTP connection, opened at the first email and kept for the
+    next ones (a new connection an email costs a TCP and an SMTP handshake). It is opened again
+    when the settings changed or when it sat idle for CONNECTION_IDLE seconds; a kept connection
+    that the server closed meanwhile (disconnected, broken pipe) is dropped and the message sent
+    once more over a new one. Any other error, or any error on a new connection, drops the
+    connection and propagates (the task's retries and the outbox's states take it from there)."""
+    from django.core.mail import get_connection
+
+    held = getattr(_connections, "open", None)
+    if held is not None and (held[0] != _connection_key() or time.monotonic() - held[2] > CONNECTION_IDLE):
+        _drop_connection()
+        held = None
+    if held is not None:
+        message.connection = held[1]
+        try:
+            message.send()
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            _drop_connection()  # closed by the server while kept: not delivered, try a new connection
+        except BaseException:
+            _drop_connection()
+            raise
+        else:
+            _connections.open = (held[0], held[1], time.monotonic())
+            return
+    connection = get_connection()
+    try:
+        connection.open()
+        message.connection = connection
+        message.send()
+    except BaseException:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to say goodbye
+            pass
+        raise
+    _connections.open = (_connection_key(), connection, time.monotonic())
+
+
 def outbox_send(outbox_id: int) -> str:
     """Claim, render, send, mark. Returns "sent", "skipped" (not ours to send) or "failed";
     raises TransientEmailError for the task to retry."""
@@ -98,7 +162,7 @@ def outbox_send(outbox_id: int) -> str:
         return "failed"
     message = build_message(outbox)
     try:
-        message.send()
+        send_message(message)
     except (smtplib.SMTPException, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
         if classify(exc) is PermanentEmailError:

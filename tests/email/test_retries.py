@@ -132,3 +132,47 @@ def test_the_sweep_sends_rows_whose_task_never_ran_and_reclaims_lost_claims(
     assert all("run 42" in m["msg"]["Subject"] for m in mails)
     assert OutboxEmail.objects.get(pk=rows["alice"].pk).attempts == 2
     assert requeue_stale_outbox.apply().get() == 0
+
+
+class PeerInbox(SmtpServer):
+    """The test SMTP server, recording the client's address (host, port) of each message: one
+    address for several messages means one kept connection."""
+
+    def __init__(self, port):
+        super().__init__(port)
+        peers = self.peers = []
+        keep = self.inbox.handle_DATA
+
+        async def handle_DATA(server, session, envelope):
+            peers.append(session.peer)
+            return await keep(server, session, envelope)
+
+        self.inbox.handle_DATA = handle_DATA
+
+
+@pytest.mark.slow
+def test_a_worker_keeps_its_smtp_connection_and_opens_a_new_one_when_the_server_dropped_it(
+        team_users, make_run, email_worker, smtp_port):
+    server = PeerInbox(smtp_port).start()
+    try:
+        rows = []
+        for i in range(3):
+            rows += notify_run_ended(make_run(team_users["project"], team_users["member"], name=f"run {i}").pk)
+        wait_for(lambda: OutboxEmail.objects.filter(pk__in=[r.pk for r in rows], state="sent").count() == 3, 30,
+                 "three emails sent", log=email_worker.log)
+        assert len(server.inbox.messages) == 3
+        assert len(set(server.peers)) == 1  # one connection for the three
+    finally:
+        server.stop()  # closes the worker's kept connection from the server's side
+
+    server = PeerInbox(smtp_port).start()
+    try:
+        [row] = notify_run_ended(make_run(team_users["project"], team_users["member"], name="run 3").pk)
+        wait_for(lambda: OutboxEmail.objects.get(pk=row.pk).state == "sent", 30, "the email after the drop",
+                 log=email_worker.log)
+        time.sleep(0.5)  # a duplicate would arrive now
+        assert len(server.inbox.messages) == 1
+    finally:
+        server.stop()
+    row.refresh_from_db()
+    assert (row.attempts, row.error) == (1, "")  # sent over a new connection in the same attempt, no retry

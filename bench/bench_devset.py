@@ -18,7 +18,11 @@ Sources:
 - lightning, hf, plain: runs logged to a real MLflow store (SQLite in a temp dir) by PyTorch
   Lightning's MLFlowLogger, transformers.Trainer's MLflow callback and a plain mlflow.log_metric
   script, read with tracking.mlflow_io.read_run as `advise --mlflow-run` does; the counterfactual
-  retrains with the same library and seed (bench/devset/loggers.py; cached in var/devset_cache.json).
+  retrains with the same library and seed (bench/devset/loggers.py; cached in var/devset_cache_<library>.json).
+
+`--part dev` measures (and trains) the development parts only: what to run while changing the engine.
+`--train-only` fills the logger sources' retraining cache (every run and every candidate change) without
+logging or advising a run, so a held-out part can be trained ahead of its measurement without being seen.
 
 Our own trainer's suite stays in bench/bench_rules.py (its figures are printed by that script).
 The last line is a one-line summary.
@@ -59,12 +63,17 @@ def run_lcbench(args, advise):
         return None
     surrogate = lcbench.Surrogate(folder)
     t0 = time.perf_counter()
-    cases = lcbench.cases(surrogate, advise, with_lr=not args.no_lr)
-    print(f"lcbench: {len(cases)} runs on 24 tasks ({len(lcbench.HELD_OUT)} held out: "
+    tasks = [t for t in lcbench.DEV_TASKS if ("held-out" if t in lcbench.HELD_OUT else "dev") in parts(args)]
+    cases = lcbench.cases(surrogate, advise, with_lr=not args.no_lr, tasks=tasks)
+    print(f"lcbench: {len(cases)} runs on {len(tasks)} of the 24 tasks ({len(lcbench.HELD_OUT)} held out: "
           f"{', '.join(map(str, lcbench.HELD_OUT))}), {surrogate.queries} surrogate curves, "
           f"{time.perf_counter() - t0:.1f}s; the advisor sees val_loss, val_accuracy"
           + (" and the cosine lr per epoch" if not args.no_lr else " (no lr series)"))
     return cases
+
+
+def parts(args) -> tuple:
+    return ("dev", "held-out") if args.part == "all" else (args.part,)
 
 
 def main(argv=None):
@@ -75,7 +84,20 @@ def main(argv=None):
                         help="loggers: only this library (repeatable)")
     parser.add_argument("--cases", action="store_true", help="print one line per run")
     parser.add_argument("--no-lr", action="store_true", help="LCBench: give the advisor no lr series")
+    parser.add_argument("--part", choices=("dev", "held-out", "all"), default="all",
+                        help="which part of each source to measure (default all; dev while changing the engine)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="loggers: fill the retraining cache of the selected runs; nothing is logged or advised")
     args = parser.parse_args(argv)
+    if args.train_only:
+        from devset import loggers
+
+        t0 = time.perf_counter()
+        libraries = tuple(args.library or loggers.LIBRARIES)
+        loggers.run(None, libraries=libraries, parts=parts(args), only_train=True)
+        print(f"SUMMARY devset: trained the {args.part} part(s) of {', '.join(libraries)} in "
+              f"{time.perf_counter() - t0:.0f}s; nothing advised")
+        return
 
     from tracking.rules import advise
 
@@ -87,7 +109,7 @@ def main(argv=None):
         from devset import loggers
 
         libraries = tuple(args.library or loggers.LIBRARIES)
-        found = loggers.run(advise, libraries=libraries)
+        found = loggers.run(advise, libraries=libraries, parts=parts(args))
         for library in libraries:
             sources[library] = [c for c in found if c.source == library]
 
@@ -98,7 +120,7 @@ def main(argv=None):
             continue
         if args.cases:
             print_cases(cases)
-        for part in ("dev", "held-out"):
+        for part in parts(args):
             part_cases = [c for c in cases if c.part == part]
             if not part_cases:
                 continue

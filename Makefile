@@ -52,7 +52,8 @@ run: demo var/mlflow-auth.env
 	HOST=$(HOST) WEB_PORT=$(PORT) .venv/bin/honcho start -f Procfile -c train=$(TRAIN_WORKERS)  # honcho sets PORT per process itself
 
 # Two processes (most tests wait on real workers, servers and browsers); each has its own stores and Redis.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# Whole files, the longest first (tests/conftest.py orders them), so that no long file ends the run alone.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: setup browser-deps .venv/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)

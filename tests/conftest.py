@@ -15,6 +15,24 @@ from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Rough cost of a test in seconds, for the order below: a `slow` one (real training, worker, server
+# or browser) takes 10-100 s on CI, a browser page a few more, the others well under a second.
+SLOW_TEST_SECONDS, BROWSER_TEST_SECONDS, OTHER_TEST_SECONDS = 20, 3, 0.3
+
+
+def pytest_collection_modifyitems(items):
+    """The files with the longest estimated time first, their tests in their own order. `make test`
+    hands whole files to its two processes in this order (`--dist loadfile --no-loadscope-reorder`),
+    so the run ends on short files, never on one long file running alone while the other process idles."""
+    def cost(item):
+        seconds = SLOW_TEST_SECONDS if item.get_closest_marker("slow") else OTHER_TEST_SECONDS
+        return seconds + (BROWSER_TEST_SECONDS if "browser" in item.fixturenames else 0)
+
+    per_file, first = {}, {}
+    for index, item in enumerate(items):
+        per_file[item.path] = per_file.get(item.path, 0) + cost(item)
+        first.setdefault(item.path, index)
+    items.sort(key=lambda item: (-per_file[item.path], first[item.path]))  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,7 @@ def checkpointing_worker(redis_server, transactional_db, tmp_path, monkeypatch):
 def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_or_doubled(
         checkpointing_worker, run_factory, mlflow_client, tmp_path):
     celery_worker_process = checkpointing_worker
-    epochs = 200
+    epochs = 80  # killed at its first checkpoint (~epoch 5): the replacement resumes well before the end
     run = run_factory({"dataset": "digits", "epochs": epochs, "width": 128, "lr": 0.02})
     enqueue_run(run.pk)
     wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 60, "an MLflow run", log=celery_worker_process.log)

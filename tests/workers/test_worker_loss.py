@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -39,7 +40,8 @@ def test_a_killed_worker_s_run_shows_worker_lost_within_30_s_and_resumes_from_it
         beat_and_short_worker, run_factory, mlflow_client):
     tmp = beat_and_short_worker["tmp"]
     trainer = WorkerProcess("cpu", tmp / "trainer.log").start()
-    run = run_factory({"dataset": "digits", "epochs": 150, "width": 128, "lr": 0.02})
+    epochs = 80  # the kill comes at epoch 3 or so (each takes ~0.1 s): the replacement resumes well before the end
+    run = run_factory({"dataset": "digits", "epochs": epochs, "width": 128, "lr": 0.02})
     enqueue_run(run.pk)
     wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 90, "an MLflow run", log=trainer.log)
     run.refresh_from_db()
@@ -66,7 +68,7 @@ def test_a_killed_worker_s_run_shows_worker_lost_within_30_s_and_resumes_from_it
     assert resumed_from >= 1  # from its checkpoint, not from epoch 0
     assert f"resumes from its checkpoint at epoch {resumed_from}" in replacement.log()
     val = sorted(m.step for m in mlflow_client.get_metric_history(run.mlflow_run_id, "val_loss"))
-    assert val == list(range(1, 151))
+    assert val == list(range(1, epochs + 1))
 
 
 @pytest.mark.timeout(600)
@@ -74,13 +76,15 @@ def test_a_train_message_lost_from_redis_is_sent_again_within_a_minute(beat_and_
     trainer = WorkerProcess("cpu", beat_and_short_worker["tmp"] / "trainer.log").start()
     try:
         run = run_factory({"dataset": "wine", "epochs": 2})
-        # sent (enqueued_at set), but the message never reached a worker: it is not in Redis
-        marked = timezone.now()
+        # sent (enqueued_at set) 25 s ago, but the message never reached a worker: it is not in Redis.
+        # (25 s ago rather than now: the test waits 5-10 s, not 30-35 s, for the default RUN_RESEND_AFTER.)
+        marked = timezone.now() - timedelta(seconds=25)
         Run.objects.filter(pk=run.pk).update(enqueued_at=marked)
         wait_for(lambda: Run.objects.get(pk=run.pk).status in Run.FINAL, 120, "the run's end", log=trainer.log)
         run.refresh_from_db()
         print(f"lost message: the run was claimed {(run.started_at - marked).total_seconds():.1f} s after it was sent")
         assert (run.started_at - marked).total_seconds() <= 60  # re-sent (and claimed) within a minute
+        assert (run.started_at - marked).total_seconds() >= 30  # ...but not before RUN_RESEND_AFTER (30 s)
         assert run.status == "succeeded"
         assert "message was lost" in beat_and_short_worker["short"].log()
     finally:
@@ -88,8 +92,6 @@ def test_a_train_message_lost_from_redis_is_sent_again_within_a_minute(beat_and_
 
 
 def test_an_imported_run_is_never_taken_for_a_lost_worker_s(run_factory):
-    from datetime import timedelta
-
     from workers.recovery import recover_stalled_runs
 
     external = run_factory(status="running", kind="external")

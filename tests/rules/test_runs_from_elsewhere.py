@@ -181,3 +181,57 @@ def test_a_run_collapsed_by_weight_decay_at_a_large_lr_gets_weight_decay_off():
     assert answer["diagnoses"][0]["id"] == "diverging"
     top = answer["recommendations"][0]
     assert top["rule"] == "diverging.lower_weight_decay" and top["change"] == {"weight_decay": 0.0}
+
+
+def test_small_wiggles_of_a_loss_that_fell_a_long_way_are_not_instability():
+    # a wide net with dropout on 300 digits: the loss fell from 2.2 to ~0.03 and wiggles by a few
+    # hundredths there (large beside that level, tiny beside the descent), val_loss still falling at
+    # the end (retraining at a 3x lower LR made best val_loss 29% worse)
+    run = plain_run(loss=[2.2, 1.52, 0.566, 0.263, 0.189, 0.129, 0.0567, 0.0914, 0.051, 0.0258, 0.0364, 0.0227],
+                    val_loss=[1.92, 0.865, 0.354, 0.36, 0.221, 0.249, 0.203, 0.27, 0.187, 0.211, 0.181, 0.173],
+                    val_acc=[0.56, 0.83, 0.9, 0.89, 0.92, 0.91, 0.94, 0.92, 0.94, 0.94, 0.94, 0.95], dropout=0.3)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] != "unstable"
+    assert not [r for r in answer["recommendations"] if r["rule"].startswith("unstable") and r["confidence"] >= 0.5]
+
+
+def test_swings_as_large_as_the_descent_are_instability():
+    # the same run with its late epochs swinging by a third of the whole descent
+    run = plain_run(loss=[2.2, 1.52, 0.9, 1.3, 0.7, 1.2, 0.6, 1.1, 0.55, 1.05, 0.6, 1.1],
+                    val_loss=[1.92, 1.2, 0.9, 1.4, 0.8, 1.3, 0.75, 1.25, 0.7, 1.2, 0.72, 1.2],
+                    val_acc=[0.56, 0.7, 0.75, 0.6, 0.78, 0.65, 0.8, 0.66, 0.8, 0.67, 0.8, 0.66])
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] in ("unstable", "diverging")
+    assert answer["recommendations"][0]["change"].get("lr", 1.0) < 0.05
+
+
+def test_a_rise_after_a_near_perfect_val_fit_gets_no_confident_change():
+    # wine with a wide net: val_loss reached 0.0075 (under 1% of ln 3) at epoch 10, then crept up to
+    # 0.04 while the train loss went to ~1e-4; the rise is real overfitting, but no change had room
+    # to improve that best (retraining at a 3x lower LR: best val_loss several times larger)
+    val = [1.02, 0.831, 0.47, 0.239, 0.116, 0.197, 0.113, 0.0482, 0.0137, 0.00746] + \
+          [0.0088 + 0.0011 * i for i in range(30)]
+    loss = [1.08, 0.967, 0.71, 0.344, 0.0995, 0.0501, 0.0486, 0.00937, 0.00176, 0.00076] + \
+           [5e-4 * 0.93 ** i for i in range(30)]
+    run = plain_run(loss=loss, val_loss=val, val_acc=[0.65, 0.7, 0.93, 0.91] + [0.98] * 36, epochs=40)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "overfitting"  # still named: the page shows it
+    assert answer["recommendations"] and answer["recommendations"][0]["confidence"] < 0.5
+
+
+def test_a_loss_that_blew_up_in_the_first_logged_steps_is_no_scale_for_a_near_zero_best():
+    # transformers.Trainer at lr 0.5 on digits (a recorded run): the first logged train loss is 493 (a
+    # blow-up, not the untrained level), then it swings with clipped gradient norms 100x their median;
+    # the val loss never came near zero, so the instability keeps its confidence (lr x0.1: +64%)
+    run = hf_run(eval_loss=[13.16, 2.359, 2.86, 2.344, 2.328, 23.45, 2.278, 2.277, 2.264, 2.257, 2.255, 2.256],
+                 eval_accuracy=[0.117, 0.1, 0.094, 0.1, 0.102, 0.143, 0.126, 0.122, 0.124, 0.122, 0.122, 0.122],
+                 loss=[493.3, 57.38, 7.891, 2.823, 2.392, 14.46, 8.722, 2.348, 2.314, 2.388, 2.283, 2.217, 2.358,
+                       2.2, 2.237, 2.276, 2.271, 2.196, 2.233, 2.28, 2.252, 2.266, 2.223, 2.276],
+                 learning_rate=0.5, max_grad_norm=1.0)
+    grad_norm = [104.2, 15.15, 31.84, 0.233, 0.293, 0.361, 0.202, 0.271, 0.21, 0.309, 0.135, 0.243, 0.145, 0.382,
+                 0.166, 0.221, 0.132, 0.232, 0.206, 0.303, 0.121, 0.228, 0.136, 0.251]
+    run["metrics"]["grad_norm"] = [[5 * (i + 1), v] for i, v in enumerate(grad_norm)]
+    run["metrics"]["learning_rate"] = [[5 * (i + 1), 0.5 * (1 - (i + 1) / 24.5)] for i in range(24)]
+    top = advise(run)["recommendations"][0]
+    assert top["rule"].startswith(("unstable", "diverging")) and top["confidence"] >= 0.5
+    assert top["change"]["lr"] < 0.5

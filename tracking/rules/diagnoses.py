@@ -125,6 +125,29 @@ def _collapsed(f: Features):
                      {"nonfinite": False, "early": True, "ratio": 3.0, "collapsed": True})
 
 
+def loss_scale(f: Features) -> float:
+    """The curves' own scale: the smallest of the untrained/chance level (ln C, or the loss before the
+    first update) and the first logged epochs' train and val losses (a first logged point that blew up
+    is no scale, nor an "untrained" loss read off a step that already blew up); NaN when there is none."""
+    levels = [float(f.untrained)] if f.untrained_known and np.isfinite(f.untrained) else []
+    levels += [float(sh.raw[np.isfinite(sh.raw)][0]) for sh in (f.train, f.val)
+               if sh is not None and np.isfinite(sh.raw).any()]
+    levels = [x for x in levels if x > 0]
+    return min(levels) if levels else math.nan
+
+
+def headroom(f: Features) -> float:
+    """0..1: the room the best val_loss (train_loss without a val curve) leaves above zero, on the
+    curves' own scale (loss_scale): 0 for a best under 1% of it, 1 from 5%. A best that close to zero
+    is a near-perfect fit of the val set: what a change could still gain there is a sliver of a tiny
+    number, as likely lost as won, whatever happened after the best epoch."""
+    m = f.main()
+    scale = loss_scale(f)
+    if m is None or not np.isfinite(scale) or scale <= 0 or not np.isfinite(m.raw_min):
+        return 1.0
+    return ramp(m.raw_min / scale, 0.01, 0.05)
+
+
 def level_name(f: Features, first: float) -> str:
     """How the evidence names the untrained level it compares with."""
     if f.classes:
@@ -326,6 +349,10 @@ def _unstable(f: Features):
     spikes = f.grad_spikes or 0.0
     if not cands:
         return None
+    # swings that matter are large beside the progress the curve made: a wiggle of a few hundredths
+    # on a loss that fell by 2 is noise around a near-finished descent, however large it is beside
+    # the small level it wiggles at (a visible oscillation on the plot: 5% of the descent or more)
+    cands = [(sev * ramp(sh.swing, 0.02, 0.05), name, sh) for sev, name, sh in cands]
     _, name, sh = max(cands, key=lambda c: c[0])
     sev = 1.0 - float(np.prod([1.0 - c[0] for c in cands]))  # both curves swinging corroborate each other
     if sev <= 0:

@@ -289,6 +289,7 @@ class CurveShape:
     big_ups: float  # share of epochs whose value rose > 10% of the level over the previous epoch
     flat_since: int  # index from which the curve stays within 5% of the total descent of its end
     up_share: float = 0.0  # share of epochs whose value rose at all (0 on a monotone descent)
+    swing: float = 0.0  # RMS of the residual around the smooth curve (later 80%), relative to its whole descent
 
 
 def shape(x: np.ndarray, floor: float) -> CurveShape | None:
@@ -306,6 +307,8 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     start = n // 5
     resid = ((x - s) / denom)[start:][finite[start:]]
     jitter = float(np.sqrt(np.mean(resid ** 2))) if resid.size else 0.0
+    absolute = (x - s)[start:][finite[start:]]
+    swing = float(np.sqrt(np.mean(absolute ** 2)) / (descent + floor)) if absolute.size else 0.0
     fx = np.where(finite, x, np.nan)
     with np.errstate(invalid="ignore"):
         ups = (np.diff(fx) / denom[1:])[start:] > 0.10
@@ -320,7 +323,7 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     return CurveShape(raw=x, smooth=s, first=float(s[0]), last=float(s[-1]), min=smin, argmin=argmin,
                       raw_min=float(fx[raw_argmin]), raw_argmin=raw_argmin, late_share=late_share,
                       rise_from_min=float((s[-1] - smin) / (abs(smin) + floor)), jitter=jitter,
-                      big_ups=big_ups, flat_since=flat_since, up_share=up_share)
+                      big_ups=big_ups, flat_since=flat_since, up_share=up_share, swing=swing)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .diagnoses import Diagnosis, config_number, lr_is_high, lr_is_low
+from .diagnoses import Diagnosis, config_number, headroom, lr_is_high, lr_is_low
 from .features import Features, ramp
 from .loggers import design_config
 
@@ -356,6 +356,12 @@ class Rule:
         if ctx.diagnosis.facts.get("collapsed") or ctx.diagnosis.facts.get("failed_to_learn"):
             # more so when the curve is compared with its first epoch, not a known untrained level
             sure *= 0.7 if ctx.features.untrained_known else 0.55
+        facts = ctx.diagnosis.facts
+        if ctx.diagnosis.id != "not_converged" and not (facts.get("nonfinite") or facts.get("blown_up")):
+            # a rise, swings or a level after a best val_loss already near zero did not keep the run from
+            # a near-perfect fit: a change can gain little there, and is as likely to lose it (a curve
+            # still falling at the end is another matter: it keeps gaining large shares of its level)
+            sure *= 0.5 + 0.5 * headroom(ctx.features)
         return max(0.0, min(0.95, base)) * sure
 
 

@@ -353,10 +353,10 @@ class Rule:
         that collapsed or learned nothing, its cause read from the config) counts less."""
         base = self.confidence + (self.boost(ctx) if self.boost else 0.0)
         sure = 0.75 + 0.25 * ctx.diagnosis.severity
-        if ctx.diagnosis.facts.get("collapsed") or ctx.diagnosis.facts.get("failed_to_learn"):
+        facts = ctx.diagnosis.facts
+        if facts.get("collapsed") or facts.get("failed_to_learn"):
             # more so when the curve is compared with its first epoch, not a known untrained level
             sure *= 0.7 if ctx.features.untrained_known else 0.55
-        facts = ctx.diagnosis.facts
         if ctx.diagnosis.id != "not_converged" and not (facts.get("nonfinite") or facts.get("blown_up")):
             # a rise, swings or a level after a best val_loss already near zero did not keep the run from
             # a near-perfect fit: a change can gain little there, and is as likely to lose it (a curve

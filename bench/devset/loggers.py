@@ -580,6 +580,17 @@ def runs(libraries=LIBRARIES, regimes=tuple(REGIMES), retrainer=None, parts=PART
     return out
 
 
+def candidate_bests(library: str, base_spec: dict, base: float, retrainer: Retrainer) -> dict:
+    """Best val_loss after each candidate change of the vocabulary (None where the library cannot
+    express it; `base` where the change leaves the run as it was), retrained or from the cache."""
+    results = {}
+    for cname, change in candidate_changes(base_spec).items():
+        new, patience, _ = apply_change(library, base_spec, change)
+        results[cname] = None if new is None else (base if new == base_spec and not patience
+                                                   else retrainer.best(library, new, patience))
+    return results
+
+
 def cases(advise, read_run, retrainer: Retrainer, tracking_uri: str, selection=None, progress=print) -> list[Case]:
     """Log every run, read it back with read_run (as advise --mlflow-run), advise, retrain the top
     change and every candidate."""
@@ -596,11 +607,7 @@ def cases(advise, read_run, retrainer: Retrainer, tracking_uri: str, selection=N
         if rec:
             new, patience, why = apply_change(library, base_spec, rec["change"])
             rec_best = retrainer.best(library, new, patience) if new is not None else None
-        results = {}
-        for cname, change in candidate_changes(base_spec).items():
-            new, patience, _ = apply_change(library, base_spec, change)
-            results[cname] = None if new is None else (base if new == base_spec and not patience
-                                                       else retrainer.best(library, new, patience))
+        results = candidate_bests(library, base_spec, base, retrainer)
         retrainer.save()
         case = Case(source=library, part=part, name=name, regime=regime, base=base, candidates=results, rec=rec,
                     rec_best=rec_best, diagnosis=answer["diagnoses"][0]["id"] if answer["diagnoses"] else "",
@@ -619,11 +626,7 @@ def train_only(selection, retrainer: Retrainer, progress=print) -> None:
     for library, part, name, regime, spec in selection:
         t0 = time.perf_counter()
         base_spec = {k: v for k, v in spec.items() if k != "name"}
-        retrainer.curve(library, base_spec)
-        for change in candidate_changes(base_spec).values():
-            new, patience, _ = apply_change(library, base_spec, change)
-            if new is not None:
-                retrainer.best(library, new, patience)
+        candidate_bests(library, base_spec, retrainer.best(library, base_spec), retrainer)
         retrainer.save()
         if progress:
             progress(f"  trained {name} ({time.perf_counter() - t0:.0f}s)")

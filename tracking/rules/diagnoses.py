@@ -138,14 +138,20 @@ def loss_scale(f: Features) -> float:
 
 def headroom(f: Features) -> float:
     """0..1: the room the best val_loss (train_loss without a val curve) leaves above zero, on the
-    curves' own scale (loss_scale): 0 for a best under 1% of it, 1 from 5%. A best that close to zero
+    curves' own scale (loss_scale): 0 for a best under 1% of it, 1 from 5%; and the room the best
+    val_accuracy leaves below 100% (0 at no error, 1 from a 1% error). A best that close to zero
     is a near-perfect fit of the val set: what a change could still gain there is a sliver of a tiny
     number, as likely lost as won, whatever happened after the best epoch."""
     m = f.main()
     scale = loss_scale(f)
-    if m is None or not np.isfinite(scale) or scale <= 0 or not np.isfinite(m.raw_min):
-        return 1.0
-    return ramp(m.raw_min / scale, 0.01, 0.05)
+    room = 1.0
+    if m is not None and np.isfinite(scale) and scale > 0 and np.isfinite(m.raw_min):
+        room = ramp(m.raw_min / scale, 0.01, 0.05)
+    if f.accuracy:
+        # a val set classified without a single error: what loss is left is the confidence of a few
+        # examples, which a change is as likely to lose as to win
+        room = min(room, ramp(1.0 - f.accuracy["best"], 0.0, 0.01))
+    return room
 
 
 def level_name(f: Features, first: float) -> str:

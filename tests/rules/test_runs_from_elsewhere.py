@@ -255,3 +255,19 @@ def test_swings_after_the_val_set_was_classified_without_an_error_get_no_confide
     # one error left on the val set keeps the room
     run["metrics"]["val_acc"] = [[e, min(v, 0.978)] for e, v in run["metrics"]["val_acc"]]
     assert lower_lr(advise(run))["confidence"] >= 0.5
+
+
+def test_an_accuracy_that_never_left_chance_with_a_flat_loss_is_a_failure_to_learn():
+    # AdamW lr 3e-5 on iris through transformers.Trainer (a recorded run): eval_accuracy 33% (chance)
+    # for all 12 epochs, eval_loss 1.114 -> 1.099 (ln 3 = 1.0986) and flat; the model learned nothing.
+    # It was called healthy; lr x10 helped 13.6%
+    eval_loss = [1.114, 1.111, 1.109, 1.107, 1.105, 1.103, 1.102, 1.101, 1.1, 1.0993, 1.0989, 1.0987]
+    run = hf_run(eval_loss=eval_loss, eval_accuracy=[1 / 3] * 12, learning_rate=3e-5,
+                 loss=[1.121, 1.114, 1.105, 1.11, 1.118, 1.1, 1.108, 1.106, 1.099, 1.104, 1.1, 1.099])
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "underfitting", answer["diagnoses"]
+    assert "failed to learn" in answer["diagnoses"][0]["evidence"]
+    assert answer["recommendations"][0]["change"].get("lr", 0) >= 3e-4
+    # the same loss with an accuracy that rose: it learned, slowly; no failure
+    run["metrics"]["eval_accuracy"] = [[10 * e, 0.33 + 0.02 * e] for e in range(1, 13)]
+    assert "failed to learn" not in advise(run)["diagnoses"][0]["evidence"]

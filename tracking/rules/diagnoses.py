@@ -205,6 +205,14 @@ def _learning_failed(f: Features):
     else:  # the first epoch is not the untrained level: the best epoch at the start is the finding
         early = 1.0 - ramp(m.raw_argmin / n, 0.05, 0.2)
         never = early * ramp(n, 5, 10) * ramp(m.raw_min / u, 0.9, 0.98) * 0.8
+        acc = f.accuracy
+        if acc is not None and f.val is not None:
+            # or the val accuracy never moved off its first value while the loss barely left its first
+            # epoch's level and stays flat: the predictions stayed where they started (a curve still
+            # making a real share of its small descent at the end is slow, read as not converged)
+            still = 1.0 - ramp(acc["best"] - acc["first"], 0.005, 0.02)
+            flat = 1.0 - ramp(m.late_share, 0.05, 0.12)
+            never = max(never, still * flat * ramp(n, 5, 10) * ramp(m.raw_min / u, 0.9, 0.97))
     if worse <= 0 and never <= 0:
         return None
     level = level_name(f, u)

@@ -18,15 +18,16 @@ usual habits:
 Regimes, each provoked on purpose and checked by retraining (the label comes from the retrainings,
 not from the regime's name): healthy, diverging (LR far too high), overfitting (a wide net on a small
 training set for long), underfitting (weight decay far too strong), lr_low (LR far too low).
-Data sets (name, split seed) by part, DEV_DATA and HELD_OUT_DATA. Dev: digits/0, breast_cancer/0, wine/1,
-make_classification/1, iris/2, moons/2, breast_cancer/3, make_circles/4, make_gaussian_quantiles/4,
-make_blobs/5 (Lightning and transformers.Trainer, slower per step: all but breast_cancer, wine and blobs).
-A held-out part is measured once, then examined and moved to dev: wine/1 and make_classification/1
-(examined on 1 Dec), iris/2, moons/2, breast_cancer/3 (measured at 03:45 UTC on 2 Dec), make_circles/4,
-make_gaussian_quantiles/4, make_blobs/5 (measured at 06:08 UTC on 2 Dec). Held out since 06:20 UTC on
-2 Dec (trained with --train-only, never looked at before the final measurement, never tuned on):
-make_hastie_10_2/6 and a 5-class make_classification/7 (every library), a make_classification/8
-with 10% flipped labels (plain).
+Data sets (name, split seed) by part, DEV_DATA and HELD_OUT_DATA. A held-out part is trained with
+--train-only, measured once, then examined and moved to dev; the next engine change is measured on fresh
+data. Dev: digits/0, breast_cancer/0, wine/1, make_classification/1 (examined on 1 Dec), iris/2, moons/2,
+breast_cancer/3 (measured at 03:45 UTC on 2 Dec), make_circles/4, make_gaussian_quantiles/4, make_blobs/5
+(measured at 06:08 UTC on 2 Dec), make_hastie_10_2/6, a 5-class make_classification/7, a
+make_classification/8 with 10% flipped labels (measured at 06:30 UTC on 2 Dec); Lightning and
+transformers.Trainer, slower per step, all but breast_cancer, wine, make_blobs and the flipped labels. Held out: a make_classification/9
+with classes close together, a 2-class make_gaussian_quantiles/10 (every library) and a 3-blob
+make_blobs/11 (plain), measured once at 06:57 UTC on 2 Dec on the same engine as the two parts before
+(main 61521b0): move them to dev before the next engine change and measure that on fresh data.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -58,12 +59,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = ROOT / "var"  # devset_cache_<library>.json
 LIBRARIES = ("lightning", "hf", "plain")
 PARTS = ("dev", "held-out")
-_SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4))
+_SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4),
+             ("hastie", 6), ("classification5", 7))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
-                      ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5)),
+                      ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
+                      ("hastie", 6), ("classification5", 7), ("flipped", 8)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("hastie", 6), ("classification5", 7), ("flipped", 8)),
-                 "lightning": (("hastie", 6), ("classification5", 7)), "hf": (("hastie", 6), ("classification5", 7))}
+HELD_OUT_DATA = {"plain": (("sep", 9), ("quantiles2", 10), ("blobs3", 11)),
+                 "lightning": (("sep", 9), ("quantiles2", 10)), "hf": (("sep", 9), ("quantiles2", 10))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -132,6 +135,13 @@ def load_data(name: str, seed: int, train_subset: Optional[int] = None):
     elif name == "flipped":
         x, y = datasets.make_classification(n_samples=600, n_features=10, n_informative=5, n_classes=2,
                                             flip_y=0.1, random_state=seed)
+    elif name == "sep":
+        x, y = datasets.make_classification(n_samples=600, n_features=8, n_informative=4, n_classes=3,
+                                            class_sep=0.6, random_state=seed)
+    elif name == "quantiles2":
+        x, y = datasets.make_gaussian_quantiles(n_samples=600, n_features=4, n_classes=2, random_state=seed)
+    elif name == "blobs3":
+        x, y = datasets.make_blobs(n_samples=600, n_features=6, centers=3, cluster_std=3.0, random_state=seed)
     elif name == "blobs":
         x, y = datasets.make_blobs(n_samples=600, n_features=10, centers=4, cluster_std=4.0, random_state=seed)
     else:

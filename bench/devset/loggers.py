@@ -60,13 +60,14 @@ CACHE_DIR = ROOT / "var"  # devset_cache_<library>.json
 LIBRARIES = ("lightning", "hf", "plain")
 PARTS = ("dev", "held-out")
 _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4),
-             ("hastie", 6), ("classification5", 7))
+             ("hastie", 6), ("classification5", 7), ("sep", 9), ("quantiles2", 10))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
-                      ("hastie", 6), ("classification5", 7), ("flipped", 8)),
+                      ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
+                      ("blobs3", 11)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("sep", 9), ("quantiles2", 10), ("blobs3", 11)),
-                 "lightning": (("sep", 9), ("quantiles2", 10)), "hf": (("sep", 9), ("quantiles2", 10))}
+HELD_OUT_DATA = {"plain": (("redundant", 12), ("blobs5c", 13), ("clusters", 14)),
+                 "lightning": (("redundant", 12), ("blobs5c", 13)), "hf": (("redundant", 12), ("blobs5c", 13))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -142,6 +143,14 @@ def load_data(name: str, seed: int, train_subset: Optional[int] = None):
         x, y = datasets.make_gaussian_quantiles(n_samples=600, n_features=4, n_classes=2, random_state=seed)
     elif name == "blobs3":
         x, y = datasets.make_blobs(n_samples=600, n_features=6, centers=3, cluster_std=3.0, random_state=seed)
+    elif name == "redundant":
+        x, y = datasets.make_classification(n_samples=600, n_features=15, n_informative=3, n_redundant=5,
+                                            n_classes=2, random_state=seed)
+    elif name == "blobs5c":
+        x, y = datasets.make_blobs(n_samples=600, n_features=4, centers=5, cluster_std=2.0, random_state=seed)
+    elif name == "clusters":
+        x, y = datasets.make_classification(n_samples=600, n_features=6, n_informative=4, n_classes=4,
+                                            n_clusters_per_class=1, random_state=seed)
     elif name == "blobs":
         x, y = datasets.make_blobs(n_samples=600, n_features=10, centers=4, cluster_std=4.0, random_state=seed)
     else:
@@ -366,6 +375,9 @@ def train_hf(spec: dict, log: bool = False, output_dir: Optional[str] = None) ->
             learning_rate=spec["lr"], per_device_train_batch_size=spec["batch_size"], per_device_eval_batch_size=512,
             weight_decay=spec["weight_decay"], lr_scheduler_type=spec["scheduler"],
             optim={"adamw": "adamw_torch", "sgd": "sgd"}[spec["optimizer"]],
+            # the Trainer's SGD takes its momentum from optim_args (transformers' _get_sgd)
+            optim_args=(f"momentum={spec['momentum']},nesterov={spec['nesterov']}"
+                        if spec["optimizer"] == "sgd" and spec["momentum"] > 0 else None),
             max_grad_norm=spec["grad_clip"] or 0.0, label_smoothing_factor=spec["label_smoothing"],
             seed=spec["seed"], data_seed=spec["seed"], use_cpu=True, disable_tqdm=True,
             dataloader_num_workers=0, run_name=spec.get("name"))
@@ -403,8 +415,6 @@ def apply_change(library: str, spec: dict, change: dict) -> tuple[Optional[dict]
         return None, None, f"optimizer={new['optimizer']!r}"
     if new["scheduler"] not in (HF_SCHEDULES if library == "hf" else TORCH_SCHEDULES):
         return None, None, f"scheduler={new['scheduler']!r}"
-    if library == "hf" and (new["momentum"] != spec["momentum"] or new["nesterov"] != spec["nesterov"]):
-        return None, None, "momentum with transformers.Trainer's optimizers"
     if new["optimizer"] != "sgd":
         new["momentum"], new["nesterov"] = 0.0, False
     try:
@@ -452,7 +462,11 @@ class Retrainer:
 
     @staticmethod
     def key(library: str, spec: dict) -> str:
-        text = json.dumps({"library": library, **{k: v for k, v in spec.items() if k != "name"}}, sort_keys=True)
+        extra = {}
+        if library == "hf" and spec.get("optimizer") == "sgd":
+            extra["sgd_optim_args"] = 1  # since 2 Dec: momentum reaches the Trainer's SGD (before: plain SGD)
+        text = json.dumps({"library": library, **{k: v for k, v in spec.items() if k != "name"}, **extra},
+                          sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()
 
     def curve(self, library: str, spec: dict) -> list[float]:

@@ -271,3 +271,22 @@ def test_an_accuracy_that_never_left_chance_with_a_flat_loss_is_a_failure_to_lea
     # the same loss with an accuracy that rose: it learned, slowly; no failure
     run["metrics"]["eval_accuracy"] = [[10 * e, 0.33 + 0.02 * e] for e in range(1, 13)]
     assert "failed to learn" not in advise(run)["diagnoses"][0]["evidence"]
+
+
+def test_a_run_stuck_at_the_uniform_prediction_after_a_blow_up_is_a_collapse():
+    # AdamW lr 0.5 through transformers.Trainer on 3 classes (a recorded run): the first steps blew up
+    # (train loss 46, eval_loss 4.2), then eval_accuracy sat at 1/3 and eval_loss at ln 3 = 1.0986: the
+    # model predicts the uniform distribution. The blow-up made the curve look like a fall from 4.2 to
+    # 1.1 and the run was called healthy; lr x0.3 improved best val_loss 69%
+    run = hf_run(eval_loss=[4.245, 1.237, 1.152, 1.105, 1.116, 1.114, 1.108, 1.099, 1.103, 1.099, 1.102, 1.102],
+                 eval_accuracy=[0.372] + [1 / 3] * 11, learning_rate=0.5, max_grad_norm=1.0,
+                 loss=[46.0, 8.08, 2.39, 1.24, 1.39, 1.2, 1.16, 1.19, 1.14, 1.15, 1.11, 1.17, 1.1, 1.1, 1.106,
+                       1.104, 1.095, 1.105, 1.106, 1.096, 1.097, 1.103, 1.095, 1.1])
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "diverging", answer["diagnoses"]
+    assert "uniform prediction's ln 3" in answer["diagnoses"][0]["evidence"]
+    top = answer["recommendations"][0]
+    assert top["change"]["lr"] < 0.5 and top["confidence"] >= 0.5
+    # the same losses with an accuracy that rose off 1/3: it learned something, no collapse is named
+    run["metrics"]["eval_accuracy"] = [[10 * e, 0.4 + 0.03 * e] for e in range(1, 13)]
+    assert "uniform prediction" not in advise(run)["diagnoses"][0]["evidence"]

@@ -496,8 +496,9 @@ def _accuracy_facts(curves: Curves) -> dict | None:
     if v.max() > 1.5:  # logged in percent
         v = v / 100.0
     best = int(np.argmax(v))
+    late = v[v.size // 2:]
     return {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best,
-            "n": int(v.size)}
+            "n": int(v.size), "late_mean": float(late.mean()), "late_spread": float(late.max() - late.min())}
 
 
 def compute_features(run: RunInput) -> Features:

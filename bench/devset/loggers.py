@@ -22,12 +22,13 @@ Data sets (name, split seed) by part, DEV_DATA and HELD_OUT_DATA. A held-out par
 --train-only, measured once, then examined and moved to dev; the next engine change is measured on fresh
 data. Dev: digits/0, breast_cancer/0, wine/1, make_classification/1 (examined on 1 Dec), iris/2, moons/2,
 breast_cancer/3 (measured at 03:45 UTC on 2 Dec), make_circles/4, make_gaussian_quantiles/4, make_blobs/5
-(measured at 06:08 UTC on 2 Dec), make_hastie_10_2/6, a 5-class make_classification/7, a
-make_classification/8 with 10% flipped labels (measured at 06:30 UTC on 2 Dec); Lightning and
-transformers.Trainer, slower per step, all but breast_cancer, wine, make_blobs and the flipped labels. Held out: a make_classification/9
-with classes close together, a 2-class make_gaussian_quantiles/10 (every library) and a 3-blob
-make_blobs/11 (plain), measured once at 06:57 UTC on 2 Dec on the same engine as the two parts before
-(main 61521b0): move them to dev before the next engine change and measure that on fresh data.
+(06:08), make_hastie_10_2/6, a 5-class make_classification/7, a make_classification/8 with 10% flipped
+labels (06:30), a make_classification/9 with classes close together, a 2-class make_gaussian_quantiles/10,
+a 3-blob make_blobs/11 (06:57); Lightning and transformers.Trainer, slower per step, use all but
+breast_cancer, wine and the plain-only ones (make_blobs/5, flipped/8, make_blobs/11). Held out: a
+2-class make_classification/12 with redundant features, a 5-blob make_blobs/13 (every library) and a
+4-class one-cluster make_classification/14 (plain), measured once at 07:10 UTC on 2 Dec (main 9f4366c):
+move them to dev before the next engine change and measure that on fresh data.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining

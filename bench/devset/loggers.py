@@ -111,6 +111,25 @@ def spec_for(library: str, regime: str, dataset: str, seed: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------- data
 
+# Data sets made by a scikit-learn generator (600 samples, random_state = the split seed): name -> (make_*, kwargs).
+# The others are scikit-learn's bundled sets (load_<name>).
+GENERATED = {
+    "classification": ("make_classification", dict(n_features=20, n_informative=8, n_classes=3)),
+    "moons": ("make_moons", dict(noise=0.3)),
+    "circles": ("make_circles", dict(noise=0.15, factor=0.5)),
+    "quantiles": ("make_gaussian_quantiles", dict(n_features=6, n_classes=3)),
+    "blobs": ("make_blobs", dict(n_features=10, centers=4, cluster_std=4.0)),
+    "hastie": ("make_hastie_10_2", {}),
+    "classification5": ("make_classification", dict(n_features=12, n_informative=6, n_classes=5)),
+    "flipped": ("make_classification", dict(n_features=10, n_informative=5, n_classes=2, flip_y=0.1)),
+    "sep": ("make_classification", dict(n_features=8, n_informative=4, n_classes=3, class_sep=0.6)),
+    "quantiles2": ("make_gaussian_quantiles", dict(n_features=4, n_classes=2)),
+    "blobs3": ("make_blobs", dict(n_features=6, centers=3, cluster_std=3.0)),
+    "redundant": ("make_classification", dict(n_features=15, n_informative=3, n_redundant=5, n_classes=2)),
+    "blobs5c": ("make_blobs", dict(n_features=4, centers=5, cluster_std=2.0)),
+    "clusters": ("make_classification", dict(n_features=6, n_informative=4, n_classes=4, n_clusters_per_class=1)),
+}
+
 def load_data(name: str, seed: int, train_subset: Optional[int] = None):
     """(x_train, y_train, x_val, y_val, classes) as float32/int64 tensors, standardised on train."""
     import numpy as np
@@ -119,41 +138,11 @@ def load_data(name: str, seed: int, train_subset: Optional[int] = None):
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    if name == "classification":
-        x, y = datasets.make_classification(n_samples=600, n_features=20, n_informative=8, n_classes=3,
-                                            random_state=seed)
-    elif name == "moons":
-        x, y = datasets.make_moons(n_samples=600, noise=0.3, random_state=seed)
-    elif name == "circles":
-        x, y = datasets.make_circles(n_samples=600, noise=0.15, factor=0.5, random_state=seed)
-    elif name == "quantiles":
-        x, y = datasets.make_gaussian_quantiles(n_samples=600, n_features=6, n_classes=3, random_state=seed)
-    elif name == "hastie":
-        x, y = datasets.make_hastie_10_2(n_samples=600, random_state=seed)
-        y = (y > 0).astype(int)
-    elif name == "classification5":
-        x, y = datasets.make_classification(n_samples=600, n_features=12, n_informative=6, n_classes=5,
-                                            random_state=seed)
-    elif name == "flipped":
-        x, y = datasets.make_classification(n_samples=600, n_features=10, n_informative=5, n_classes=2,
-                                            flip_y=0.1, random_state=seed)
-    elif name == "sep":
-        x, y = datasets.make_classification(n_samples=600, n_features=8, n_informative=4, n_classes=3,
-                                            class_sep=0.6, random_state=seed)
-    elif name == "quantiles2":
-        x, y = datasets.make_gaussian_quantiles(n_samples=600, n_features=4, n_classes=2, random_state=seed)
-    elif name == "blobs3":
-        x, y = datasets.make_blobs(n_samples=600, n_features=6, centers=3, cluster_std=3.0, random_state=seed)
-    elif name == "redundant":
-        x, y = datasets.make_classification(n_samples=600, n_features=15, n_informative=3, n_redundant=5,
-                                            n_classes=2, random_state=seed)
-    elif name == "blobs5c":
-        x, y = datasets.make_blobs(n_samples=600, n_features=4, centers=5, cluster_std=2.0, random_state=seed)
-    elif name == "clusters":
-        x, y = datasets.make_classification(n_samples=600, n_features=6, n_informative=4, n_classes=4,
-                                            n_clusters_per_class=1, random_state=seed)
-    elif name == "blobs":
-        x, y = datasets.make_blobs(n_samples=600, n_features=10, centers=4, cluster_std=4.0, random_state=seed)
+    if name in GENERATED:
+        make, kwargs = GENERATED[name]
+        x, y = getattr(datasets, make)(n_samples=600, random_state=seed, **kwargs)
+        if name == "hastie":
+            y = (y > 0).astype(int)  # labels -1/1
     else:
         x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
     xt, xv, yt, yv = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)

@@ -156,6 +156,8 @@ def headroom(f: Features) -> float:
 
 def level_name(f: Features, first: float) -> str:
     """How the evidence names the untrained level it compares with."""
+    if f.extra.get("uniform_prediction"):
+        return f"the uniform prediction's ln {f.classes} = {num(f.untrained)} (val_accuracy steady at 1/{f.classes})"
     if f.classes:
         return f"the chance level ln {f.classes} = {num(f.untrained)}"
     if f.untrained_known:
@@ -170,25 +172,6 @@ def accuracy_kept_rising(f: Features) -> bool:
     return bool(acc) and acc["best"] - acc["first"] >= 0.02 and acc["best_index"] > max(1, acc["n"] // 10)
 
 
-def uniform_level(f: Features):
-    """ln C when the second half of the run shows the predictions of a model that learned nothing: the val
-    accuracy steady at 1/C for a whole number C (one class, or every class alike) and val_loss at ln C
-    (the cross-entropy of the uniform prediction); None otherwise. It names the chance level when the
-    config does not state the number of classes and the first logged loss blew up (no untrained level)."""
-    acc, v = f.accuracy, f.val
-    if acc is None or v is None or acc["late_spread"] > 0.01 or not 0.0 < acc["late_mean"] <= 0.5:
-        return None
-    c = 1.0 / acc["late_mean"]
-    if abs(c - round(c)) > 0.05 * c:
-        return None
-    level = math.log(round(c))
-    late = v.raw[len(v.raw) // 2:]
-    late = late[np.isfinite(late)]
-    if late.size == 0 or np.abs(late / level - 1.0).max() > 0.03:
-        return None
-    return level
-
-
 def _learning_failed(f: Features):
     """The main curve shows the run learned nothing: its best stayed at the untrained/chance level
     (or, with only the first epoch to compare with, at its first epochs, the best epoch at the start
@@ -201,21 +184,18 @@ def _learning_failed(f: Features):
     if m is None or len(m.raw) < 3 or not np.isfinite(u) or u <= 0:
         return None
     n = len(m.raw)
-    uniform = uniform_level(f) if not f.classes else None
-    if uniform is not None:  # the curve sits at the uniform prediction's loss: that is the chance level
-        u = uniform
-    elif not f.untrained_known:  # compare the curve with its own first epoch
+    if not f.untrained_known:  # compare the curve with its own first epoch
         u = float(m.raw[np.isfinite(m.raw)][0])
         if u <= 0:
             return None
     train_fits = (f.train is not None and f.val is not None
-                  and f.train.last <= 0.5 * (u if f.untrained_known or uniform is not None else f.train.first))
+                  and f.train.last <= 0.5 * (u if f.untrained_known else f.train.first))
     if train_fits or accuracy_kept_rising(f):
         return None
     raw_last = float(m.raw[np.isfinite(m.raw)][-1])
     best_e, last_e = f.epoch(m.raw_argmin), f.epoch(n - 1)
     best_at, last_at = f.at(m.raw_argmin), f.at(n - 1)
-    known = f.untrained_known or uniform is not None
+    known = f.untrained_known
     worse = ramp(min(m.last, raw_last) / u, 1.02, 1.25) if known else ramp(min(m.last, raw_last) / u, 1.05, 1.5)
     first = float(m.raw[np.isfinite(m.raw)][0])
     if m.raw_argmin >= n - 1 - max(1, n // 10) and m.raw_min < 0.99 * first:
@@ -238,9 +218,6 @@ def _learning_failed(f: Features):
     if worse <= 0 and never <= 0:
         return None
     level = level_name(f, u)
-    if uniform is not None:
-        c = round(math.exp(u))
-        level = f"the uniform prediction's ln {c} = {num(u)} (val_accuracy steady at 1/{c})"
     if worse >= never:
         return Diagnosis("diverging", worse, f"{name} ended at {num(raw_last)} ({last_at}), above {level}:"
                          f" worse than the untrained model (its best was {num(m.raw_min)} at {best_at})",

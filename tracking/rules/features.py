@@ -341,7 +341,8 @@ class Features:
     grad_spikes: float | None  # p99 / p50 of grad_norm
     lr_constant: bool | None  # the logged lr never changed (None if not logged)
     extra: dict = field(default_factory=dict)
-    # The untrained level of the loss: ln C when the number of classes C is known (config), else the
+    # The untrained level of the loss: ln C when the number of classes C is known (config, or a val accuracy
+    # steady at 1/C with val_loss at ln C: the uniform prediction), else the
     # loss before the first update (train_loss at step 0); `untrained_known` is False when only the
     # first logged epoch stands for it (a level after some training: an upper bound of what it learned).
     untrained: float = float("nan")
@@ -501,6 +502,21 @@ def _accuracy_facts(curves: Curves) -> dict | None:
             "n": int(v.size), "late_mean": float(late.mean()), "late_spread": float(late.max() - late.min())}
 
 
+def _uniform_classes(val: np.ndarray | None, acc: dict | None) -> int | None:
+    """C when the second half of the run shows a model that predicts the uniform distribution: the val
+    accuracy steady at 1/C for a whole number C and val_loss at ln C (the uniform prediction's
+    cross-entropy); None otherwise. It tells the chance level when the config does not state the number
+    of classes (and the loss before the first update may have blown up: no untrained level)."""
+    if val is None or acc is None or acc["late_spread"] > 0.01 or not 0.0 < acc["late_mean"] <= 0.5:
+        return None
+    c = round(1.0 / acc["late_mean"])
+    late = val[len(val) // 2:]
+    late = late[np.isfinite(late)]
+    if abs(1.0 / acc["late_mean"] - c) > 0.05 * c or late.size == 0 or np.abs(late / np.log(c) - 1.0).max() > 0.03:
+        return None
+    return c
+
+
 def compute_features(run: RunInput) -> Features:
     run = RunInput(config=design_config(run.config), metrics=run.metrics, steps_per_epoch=run.steps_per_epoch,
                    status=run.status, sources=run.sources)
@@ -523,7 +539,10 @@ def compute_features(run: RunInput) -> Features:
     planned = run.config.get("epochs")
     planned = int(planned) if isinstance(planned, (int, float)) and not isinstance(planned, bool) and planned >= 1 else None
     n = len(curves.val) if curves.val is not None else len(curves.train) if curves.train is not None else 0
+    accuracy = _accuracy_facts(curves)
     classes = classes_of(run.config)
+    uniform = None if classes else _uniform_classes(curves.val, accuracy)
+    classes = classes or uniform
     from_steps = curves.train_steps is not None and np.isfinite(curves.train_steps.values).any()
     if classes:
         untrained, known = float(np.log(classes)), True
@@ -532,7 +551,8 @@ def compute_features(run: RunInput) -> Features:
     return Features(curves=curves, config=run.config, status=run.status, n=n, planned_epochs=planned,
                     train=tr, val=va, floor=floor, step_noise=noise, step_blowup=blow,
                     grad_spikes=spikes, lr_constant=lr_constant,
-                    extra={"lr_response": lr_response(curves, floor), "config_keys": set(run.config)},
+                    extra={"lr_response": lr_response(curves, floor), "config_keys": set(run.config),
+                           "uniform_prediction": uniform is not None},
                     untrained=untrained, untrained_known=known, classes=classes,
                     lr_end_share=_lr_end_share(curves, run.config, run.status, n, planned),
-                    accuracy=_accuracy_facts(curves))
+                    accuracy=accuracy)

@@ -290,3 +290,39 @@ def test_a_run_stuck_at_the_uniform_prediction_after_a_blow_up_is_a_collapse():
     # the same losses with an accuracy that rose off 1/3: it learned something, no collapse is named
     run["metrics"]["eval_accuracy"] = [[10 * e, 0.4 + 0.03 * e] for e in range(1, 13)]
     assert "uniform prediction" not in advise(run)["diagnoses"][0]["evidence"]
+
+
+def test_val_swings_a_small_share_of_the_descent_get_no_confident_lower_lr():
+    # Adam lr 0.03 on make_hastie_10_2, polished by retraining (a recorded plain run): val_loss fell from
+    # 0.668 to 0.352 and swings by 0.05-0.13 on a 180-example val set while the train loss falls
+    # smoothly; a 10x lower LR made best val_loss 26% worse
+    run = plain_run(loss=[0.734, 0.628, 0.523, 0.408, 0.307, 0.204, 0.19, 0.198, 0.197, 0.115, 0.077, 0.055],
+                    val_loss=[0.668, 0.627, 0.576, 0.491, 0.438, 0.432, 0.388, 0.518, 0.352, 0.43, 0.422, 0.476],
+                    val_acc=[0.728, 0.689, 0.683, 0.75, 0.822, 0.783, 0.828, 0.806, 0.856, 0.844, 0.85, 0.817],
+                    optimizer="adam", lr=0.03, momentum=0.0)
+    answer = advise(run)
+    assert not [r for r in answer["recommendations"] if r["rule"] == "unstable.lower_lr" and r["confidence"] >= 0.5]
+    # swings of the same size beside a descent a fifth as long are a large share of it: lower the LR
+    run["metrics"]["val_loss"] = [[e, v] for e, v in enumerate(
+        [0.668, 0.65, 0.62, 0.61, 0.6, 0.62, 0.58, 0.7, 0.56, 0.66, 0.6, 0.68], 1)]
+    lower = [r for r in advise(run)["recommendations"] if r["rule"] == "unstable.lower_lr"]
+    assert lower and lower[0]["confidence"] >= 0.5, lower
+
+
+def test_regularisation_is_not_confident_when_train_and_val_were_level_at_the_best_epoch():
+    # SGD lr 0.05 on a make_classification set with redundant features, polished by retraining (a
+    # recorded Lightning run): val_loss reached 0.186 at epoch 5, where train_loss was 0.231 (no gap
+    # yet), then rose to 0.25 while train_loss fell to 0.14. The minimum was what this data allows at
+    # that point: 10x the weight decay did not lower it (-0.1%), early stopping keeps it
+    loss = [0.67, 0.483, 0.311, 0.272, 0.231, 0.206, 0.183, 0.177, 0.186, 0.142, 0.164, 0.144]
+    run = plain_run(loss=loss,
+                    val_loss=[0.564, 0.275, 0.218, 0.198, 0.186, 0.196, 0.19, 0.188, 0.218, 0.238, 0.253, 0.251],
+                    val_acc=[0.894, 0.911, 0.917, 0.922, 0.922, 0.928, 0.922, 0.939, 0.922, 0.922, 0.922, 0.917])
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "overfitting"  # the rise is still named
+    regularisers = ("overfitting.raise_weight_decay", "overfitting.add_dropout", "overfitting.batch_norm")
+    assert not [r for r in answer["recommendations"] if r["rule"] in regularisers and r["confidence"] >= 0.5]
+    # a model already fitting its training set 4x better than the val set at the best epoch: regularise
+    run["metrics"]["loss"] = [[e, v / 4] for e, v in enumerate(loss, 1)]
+    top = advise(run)["recommendations"][0]
+    assert top["rule"] in regularisers and top["confidence"] >= 0.5, top

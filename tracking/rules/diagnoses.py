@@ -367,8 +367,14 @@ def _unstable(f: Features):
         return None
     # swings that matter are large beside the progress the curve made: a wiggle of a few hundredths
     # on a loss that fell by 2 is noise around a near-finished descent, however large it is beside
-    # the small level it wiggles at (a visible oscillation on the plot: 5% of the descent or more)
-    cands = [(sev * ramp(sh.swing, 0.02, 0.05), name, sh) for sev, name, sh in cands]
+    # the small level it wiggles at (a visible oscillation on the plot: 5% of the descent or more).
+    # A val curve is measured on a fixed, often small, val set: a few hard examples changing sides
+    # make it swing by more than an epoch mean of train losses does. Its oscillation costs the run what
+    # it learned when it is a sizeable share of the descent (10% or more, certain from 40%); smaller
+    # val swings around a long descent are that noise, and a lower LR trades progress for a
+    # smoothness the best epoch did not need.
+    cands = [(sev * (ramp(sh.swing, 0.05, 0.3) if name == "val_loss" else ramp(sh.swing, 0.02, 0.05)), name, sh)
+             for sev, name, sh in cands]
     _, name, sh = max(cands, key=lambda c: c[0])
     sev = 1.0 - float(np.prod([1.0 - c[0] for c in cands]))  # both curves swinging corroborate each other
     if sev <= 0:
@@ -439,7 +445,12 @@ def _minimum_facts(f: Features) -> dict:
     window = v.raw[: min(n, 2 * i + 3)]
     with np.errstate(invalid="ignore"):
         ups = np.diff(window) / (np.abs(v.smooth[1:len(window)]) + f.floor) > 0.10
-    return {"best_at": (i + 1) / n, "ups_to_min": float(ups.mean()) if ups.size else 0.0}
+    facts = {"best_at": (i + 1) / n, "ups_to_min": float(ups.mean()) if ups.size else 0.0}
+    if f.train is not None and len(f.train.smooth) == n:
+        # the generalisation gap at the best epoch: val_loss over train_loss there (the smoothed curves)
+        tiny = 0.05 * f.floor
+        facts["gap_at_best"] = float((v.smooth[v.argmin] + tiny) / (max(f.train.smooth[v.argmin], 0.0) + tiny))
+    return facts
 
 
 def _memorising(f: Features):

@@ -346,6 +346,7 @@ class Rule:
     rationale: str
     confidence: float  # for a diagnosis of severity 1; scaled down with the severity
     boost: Optional[Callable[[Context], float]] = None  # extra confidence from the config, 0..0.3
+    room: Optional[Callable[[Context], float]] = None  # 0..1: how much the curve leaves this cure to gain
 
     def confidence_for(self, ctx: Context) -> float:
         """The chance the change helps: the rule's record on its diagnosis, moved by the config's
@@ -362,6 +363,8 @@ class Rule:
             # a near-perfect fit: a change can gain little there, and is as likely to lose it (a curve
             # still falling at the end is another matter: it keeps gaining large shares of its level)
             sure *= 0.5 + 0.5 * headroom(ctx.features)
+        if self.room:
+            sure *= self.room(ctx)
         return max(0.0, min(0.95, base)) * sure
 
 
@@ -397,6 +400,17 @@ def lr_upper(config: dict) -> float:
     if lr <= 0 or mid <= 0:
         return 0.0
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
+
+
+def _gap_room(ctx) -> float:
+    """What a regulariser can still gain on the best val_loss: a regulariser narrows the generalisation
+    gap, so it lowers the minimum when the model already fitted its training set much better than the
+    val set at its best epoch (val_loss 3x train_loss there or more). Where the two were about level
+    at the best epoch (under 1.5x), the minimum was set by what the data allows, not by memorising: the
+    rise after it is what early stopping removes, and more regularisation mostly slows the fit down
+    (half the confidence). Without a train curve the gap is unknown: no change."""
+    gap = ctx.diagnosis.facts.get("gap_at_best")
+    return 1.0 if gap is None else 0.5 + 0.5 * ramp(gap, 1.5, 3.0)
 
 
 def _early_overfit_at_upper_lr(ctx):
@@ -469,24 +483,30 @@ RULES: list[Rule] = [
     Rule("overfitting.raise_weight_decay", "overfitting",
          lambda c: c.config["weight_decay"] < (0.5 if c.optimizer == "adamw" else 0.01), _raise_wd,
          "val_loss rises while train_loss falls: the model memorises. More weight decay (L2) shrinks the "
-         "weights; small data sets and shallow nets want 1e-3 to 1e-2 (Smith, 2018).", 0.75),
+         "weights; small data sets and shallow nets want 1e-3 to 1e-2 (Smith, 2018).", 0.75,
+         room=_gap_room),
     Rule("overfitting.lower_lr", "overfitting", _early_overfit_at_upper_lr, _lr_times(0.3),
          "val_loss reached its minimum early and then rose, at an LR in the upper part of its usual range: "
          "the model went from underfitting to overfitting in a few epochs. A larger LR moves training from "
          "underfitting towards overfitting (Smith, 2018); a 3x lower LR reaches a lower minimum.", 0.55,
          boost=lambda c: 0.3 * lr_upper(c.config)),
     Rule("overfitting.add_dropout", "overfitting", lambda c: c.config["dropout"] < 0.4, _add_dropout,
-         "Dropout keeps units from co-adapting and narrows the train/val gap.", 0.65),
+         "Dropout keeps units from co-adapting and narrows the train/val gap.", 0.65,
+         room=_gap_room),
     Rule("overfitting.augment", "overfitting", lambda c: not c.config["augment"], _set("augment", True),
-         "More (augmented) data is the surest cure for memorising a small training set.", 0.55),
+         "More (augmented) data is the surest cure for memorising a small training set.", 0.55,
+         room=_gap_room),
     Rule("overfitting.label_smoothing", "overfitting", lambda c: c.config["label_smoothing"] < 0.05,
          _set("label_smoothing", 0.1),
-         "Label smoothing (0.1) stops the model from chasing over-confident predictions.", 0.4),
+         "Label smoothing (0.1) stops the model from chasing over-confident predictions.", 0.4,
+         room=_gap_room),
     Rule("overfitting.shrink_batch", "overfitting", lambda c: c.config["batch_size"] >= 256, _shrink_batch,
          "Large batches converge to sharp minima that generalise worse; a 4x smaller batch (LR scaled "
-         "with it) adds regularising noise.", 0.5),
+         "with it) adds regularising noise.", 0.5,
+         room=_gap_room),
     Rule("overfitting.adam_to_sgd", "overfitting", lambda c: c.optimizer in ("adam", "adamw"), _adam_to_sgd,
-         "Adam fits fast but generalises worse than SGD with momentum on many problems.", 0.35),
+         "Adam fits fast but generalises worse than SGD with momentum on many problems.", 0.35,
+         room=_gap_room),
     Rule("overfitting.early_stop", "overfitting", lambda c: c.config["early_stopping_patience"] is None,
          _early_stop,
          "Stop when val_loss stops improving: the best epoch is kept and the remaining epochs are saved "
@@ -554,7 +574,8 @@ RULES: list[Rule] = [
 RULES += [
     Rule("overfitting.batch_norm", "overfitting", _can_batch_norm, _set("batch_norm", True),
          "Batch normalisation regularises (each example's activations depend on its batch) and helps "
-         "generalisation: turn it on.", 0.5),
+         "generalisation: turn it on.", 0.5,
+         room=_gap_room),
     Rule("underfitting.batch_norm", "underfitting", _can_batch_norm, _set("batch_norm", True),
          "Batch normalisation keeps each layer's inputs normalised, so the same LR makes faster, steadier "
          "progress: turn it on.", 0.5),

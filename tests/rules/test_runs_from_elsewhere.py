@@ -292,6 +292,28 @@ def test_a_run_stuck_at_the_uniform_prediction_after_a_blow_up_is_a_collapse():
     assert "uniform prediction" not in advise(run)["diagnoses"][0]["evidence"]
 
 
+def test_an_accuracy_that_never_left_chance_with_a_loss_above_ln_c_is_a_collapse():
+    # AdamW lr 0.5 through transformers.Trainer on 3 classes (a recorded run): the first steps blew up
+    # (train loss 191), then eval_accuracy stayed at 1/3 all run and eval_loss at 1.25, above ln 3 =
+    # 1.0986: worse than predicting the uniform distribution. It was called healthy (a fall from 4.8);
+    # a 10x lower LR improved best val_loss 38%
+    run = hf_run(eval_loss=[4.829, 1.116, 1.348, 1.296, 1.27, 1.258, 1.262, 1.247, 1.254, 1.247, 1.248, 1.246],
+                 eval_accuracy=[0.344, 0.333, 0.339, 0.333, 0.328, 0.328, 0.333, 0.333, 0.328, 0.333, 0.328, 0.328],
+                 loss=[191.15, 40.454, 3.516, 1.385, 1.313, 1.114, 1.07, 1.135, 1.084, 1.182, 1.107, 1.115, 1.08,
+                       1.149, 1.109, 1.095, 1.085, 1.109, 1.091, 1.093, 1.087, 1.107, 1.086, 1.094],
+                 learning_rate=0.5, max_grad_norm=1.0)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "diverging", answer["diagnoses"]
+    assert "ln 3" in answer["diagnoses"][0]["evidence"]
+    top = answer["recommendations"][0]
+    assert top["change"]["lr"] < 0.5 and top["confidence"] >= 0.5
+    # an accuracy that rose to a steady 1/4 on a 10-class set learned something: no "ln 4" chance level
+    run["metrics"]["eval_accuracy"] = [[10 * e, min(0.1 + 0.05 * e, 0.25)] for e in range(1, 13)]
+    run["metrics"]["eval_loss"] = [[10 * e, v] for e, v in enumerate(
+        [4.8, 2.2, 2.1, 2.05, 2.02, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0], 1)]
+    assert "ln 4" not in " ".join(d["evidence"] for d in advise(run)["diagnoses"])
+
+
 def test_val_swings_a_small_share_of_the_descent_get_no_confident_lower_lr():
     # Adam lr 0.03 on make_hastie_10_2, polished by retraining (a recorded plain run): val_loss fell from
     # 0.668 to 0.352 and swings by 0.05-0.13 on a 180-example val set while the train loss falls

@@ -498,23 +498,29 @@ def _accuracy_facts(curves: Curves) -> dict | None:
         v = v / 100.0
     best = int(np.argmax(v))
     late = v[v.size // 2:]
-    return {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best,
+    return {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best, "low": float(v.min()),
             "n": int(v.size), "late_mean": float(late.mean()), "late_spread": float(late.max() - late.min())}
 
 
 def _uniform_classes(val: np.ndarray | None, acc: dict | None) -> int | None:
-    """C when the second half of the run shows a model that predicts the uniform distribution: the val
-    accuracy steady at 1/C for a whole number C and val_loss at ln C (the uniform prediction's
-    cross-entropy); None otherwise. It tells the chance level when the config does not state the number
-    of classes (and the loss before the first update may have blown up: no untrained level)."""
+    """C when the run shows a model that predicts no better than the uniform distribution: the val
+    accuracy steady at 1/C for a whole number C over the second half with val_loss at ln C (the
+    uniform prediction's cross-entropy), or at 1/C over the whole run (it never left chance) with
+    val_loss at ln C or above (no better than the uniform prediction, often worse); None otherwise.
+    It tells the chance level when the config does not state the number of classes (and the loss
+    before the first update may have blown up: no untrained level)."""
     if val is None or acc is None or acc["late_spread"] > 0.01 or not 0.0 < acc["late_mean"] <= 0.5:
         return None
     c = round(1.0 / acc["late_mean"])
     late = val[len(val) // 2:]
     late = late[np.isfinite(late)]
-    if abs(1.0 / acc["late_mean"] - c) > 0.05 * c or late.size == 0 or np.abs(late / np.log(c) - 1.0).max() > 0.03:
+    if abs(1.0 / acc["late_mean"] - c) > 0.05 * c or late.size == 0:
         return None
-    return c
+    ratio = late / np.log(c)
+    if np.abs(ratio - 1.0).max() <= 0.03:
+        return c
+    never_left = max(abs(acc["low"] - 1.0 / c), abs(acc["best"] - 1.0 / c)) <= 0.02
+    return c if never_left and ratio.min() >= 0.97 else None
 
 
 def compute_features(run: RunInput) -> Features:

@@ -42,8 +42,6 @@ KNOWN_DISAGREEMENTS = {
                                         "lr 0.03: overfitting and instability both; overfitting ranks first",
     "unstable__h_classif_mlp_adamw_lr004": "val_loss rose 81% from epoch 6 while train_loss fell smoothly: the "
                                            "curves are overfitting-shaped; the high LR is only the cause",
-    "overfitting__h_spirals_mlp_adamw_subset": "train_loss blew up to 2x its initial value late in training "
-                                               "(an AdamW spike after memorising): read as diverging first",
 }
 
 

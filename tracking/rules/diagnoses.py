@@ -302,7 +302,12 @@ def _diverging_curve(f: Features):
             continue
         ratio = (sh.last + f.floor) / (sh.min + f.floor)
         above_start = (sh.last - f.curves.initial_loss) / (abs(f.curves.initial_loss) + f.floor)
-        sev = max(ramp(math.log(ratio), math.log(1.3), math.log(2.2)),
+        # the share of what the run had learned that the rise gave back: a loss that jumps from near
+        # zero to a few times that is a large ratio and a small loss of progress (a memorised training
+        # set knocked about by a step), while a divergence gives back most of the descent
+        top = max(sh.first, f.curves.initial_loss) if np.isfinite(f.curves.initial_loss) else sh.first
+        lost = (sh.last - sh.min) / (top - sh.min + f.floor)
+        sev = max(ramp(math.log(ratio), math.log(1.3), math.log(2.2)) * ramp(lost, 0.2, 0.5),
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
         if name == "val_loss" and f.train is not None and f.train.rise_from_min < 0.1:
             sev *= 0.3  # val rising while train keeps falling is overfitting, not divergence

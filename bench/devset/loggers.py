@@ -25,12 +25,13 @@ breast_cancer/3 (measured at 03:45 UTC on 2 Dec), make_circles/4, make_gaussian_
 (06:08), make_hastie_10_2/6, a 5-class make_classification/7, a make_classification/8 with 10% flipped
 labels (06:30), a make_classification/9 with classes close together, a 2-class make_gaussian_quantiles/10,
 a 3-blob make_blobs/11 (06:57); Lightning and transformers.Trainer, slower per step, use all but
-breast_cancer, wine and the plain-only ones (make_blobs/5, flipped/8, make_blobs/11, clusters/14); a
-2-class make_classification/12 with redundant features, a 5-blob make_blobs/13 and a 4-class
-one-cluster make_classification/14 (measured at 07:10 UTC on 2 Dec). Held out: a 3-class
-make_classification/15 with imbalanced classes (60/30/10%), make_moons/16 with less noise (every
-library) and a 4-class make_gaussian_quantiles/17 (plain), trained with --train-only at 08:20 UTC on
-2 Dec, before the engine change they measure.
+breast_cancer, wine and the plain-only ones (make_blobs/5, flipped/8, make_blobs/11, clusters/14,
+quantiles4/17); a 2-class make_classification/12 with redundant features, a 5-blob make_blobs/13 and a
+4-class one-cluster make_classification/14 (measured at 07:10 UTC on 2 Dec); a 3-class
+make_classification/15 with imbalanced classes (60/30/10%), make_moons/16 with less noise and a 4-class
+make_gaussian_quantiles/17 (08:50 UTC). Held out: a 6-class make_classification/18, a make_circles/19
+with the circles close together (every library) and a 2-blob make_blobs/20 with wide blobs (plain),
+trained with --train-only at 08:56 UTC on 2 Dec, before the engine change they measure.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -63,14 +64,17 @@ CACHE_DIR = ROOT / "var"  # devset_cache_<library>.json
 LIBRARIES = ("lightning", "hf", "plain")
 PARTS = ("dev", "held-out")
 _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4),
-             ("hastie", 6), ("classification5", 7), ("sep", 9), ("quantiles2", 10), ("redundant", 12), ("blobs5c", 13))
+             ("hastie", 6), ("classification5", 7), ("sep", 9), ("quantiles2", 10), ("redundant", 12), ("blobs5c", 13),
+             ("imbalanced", 15), ("moons_narrow", 16))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
-                      ("blobs3", 11), ("redundant", 12), ("blobs5c", 13), ("clusters", 14)),
+                      ("blobs3", 11), ("redundant", 12), ("blobs5c", 13), ("clusters", 14), ("imbalanced", 15),
+                      ("moons_narrow", 16), ("quantiles4", 17)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("imbalanced", 15), ("moons_narrow", 16), ("quantiles4", 17)),
-                 "lightning": (("imbalanced", 15), ("moons_narrow", 16)), "hf": (("imbalanced", 15), ("moons_narrow", 16))}
+HELD_OUT_DATA = {"plain": (("classification6", 18), ("circles_wide", 19), ("blobs2", 20)),
+                 "lightning": (("classification6", 18), ("circles_wide", 19)),
+                 "hf": (("classification6", 18), ("circles_wide", 19))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -133,6 +137,9 @@ GENERATED = {
     "imbalanced": ("make_classification", dict(n_features=10, n_informative=6, n_classes=3, weights=[0.6, 0.3, 0.1])),
     "moons_narrow": ("make_moons", dict(noise=0.15)),
     "quantiles4": ("make_gaussian_quantiles", dict(n_features=5, n_classes=4)),
+    "classification6": ("make_classification", dict(n_features=16, n_informative=10, n_classes=6)),
+    "circles_wide": ("make_circles", dict(noise=0.1, factor=0.7)),
+    "blobs2": ("make_blobs", dict(n_features=8, centers=2, cluster_std=5.0)),
 }
 
 def load_data(name: str, seed: int, train_subset: Optional[int] = None):

@@ -66,9 +66,10 @@ def test_it_marks_oscillating_losses_as_unstable_and_lowers_the_lr():
     answer = advise(c.run(train, val, config={"optimizer": "sgd", "lr": 0.5, "momentum": 0.0, "epochs": 30}))
     assert first(answer)["id"] == "unstable"
     assert answer["recommendations"][0]["change"] == {"lr": 0.15}
-    # far above SGD's usual range (an effective step of 5): lower it 10x
+    # far above SGD's usual range (an effective step of 5): lower it 10x (a run that needs 10x the
+    # epochs to get as far at that LR ranks it below "train longer": tests/rules/test_runs_from_elsewhere.py)
     answer = advise(c.run(train, val, config={"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "epochs": 30}))
-    assert answer["recommendations"][0]["change"] == {"lr": 0.05}
+    assert [r["change"] for r in answer["recommendations"] if r["rule"] == "unstable.lower_lr"] == [{"lr": 0.05}]
 
 
 def test_a_tiny_noisy_batch_gets_a_bigger_batch_among_the_fixes():

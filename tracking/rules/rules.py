@@ -402,6 +402,28 @@ def lr_upper(config: dict) -> float:
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
 
 
+def _catch_up_room(ctx) -> float:
+    """What a k-times lower LR can still gain on a swinging run that learned: it covers ground about k
+    times slower, so where the run got 90% of its descent done by epoch t, the calmer run needs about
+    k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and the low
+    points of the swings it gives up were the run's best epochs: half the confidence from k(t + 1) = 2n
+    (ramped from n). A run that learned little (its val accuracy never rose 5 points; without one, a
+    best loss above 40% of its first) has little to lose by the lower LR: no change."""
+    f, m = ctx.features, ctx.features.main()
+    new = _lr_down_unstable(ctx).get("lr")
+    if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min):
+        return 1.0
+    acc = f.accuracy
+    learned = (acc["best"] - acc["first"] >= 0.05) if acc else m.raw_min <= 0.4 * m.first
+    if not learned:
+        return 1.0
+    s, n = m.smooth, len(m.raw)
+    reached = np.nonzero(s <= m.min + 0.1 * max(s[0] - m.min, 0.0))[0]
+    t = int(reached[0]) if reached.size else n - 1
+    need = ctx.config["lr"] / new * (t + 1) / n
+    return 1.0 - 0.5 * ramp(need, 1.5, 3.0)
+
+
 def _gap_room(ctx) -> float:
     """What a regulariser can still gain on the best val_loss: a regulariser narrows the generalisation
     gap, so it lowers the minimum when the model already fitted its training set much better than the
@@ -470,7 +492,8 @@ RULES: list[Rule] = [
     # Instability: oscillating losses.
     Rule("unstable.lower_lr", "unstable", _always, _lr_down_unstable,
          "The loss oscillates from epoch to epoch: the steps overshoot the valley. A 3x lower LR "
-         "damps the swings (10x when the LR is far above its optimizer's usual range).", 0.8),
+         "damps the swings (10x when the LR is far above its optimizer's usual range).", 0.8,
+         room=_catch_up_room),
     Rule("unstable.clip_gradients", "unstable", _spiky, _clip,
          "Rare large gradients cause the swings: clip the norm at its 90th percentile.", 0.6),
     Rule("unstable.grow_batch", "unstable", lambda c: c.config["batch_size"] <= 16, _grow_batch,

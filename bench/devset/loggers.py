@@ -26,12 +26,14 @@ breast_cancer/3 (measured at 03:45 UTC on 2 Dec), make_circles/4, make_gaussian_
 labels (06:30), a make_classification/9 with classes close together, a 2-class make_gaussian_quantiles/10,
 a 3-blob make_blobs/11 (06:57); Lightning and transformers.Trainer, slower per step, use all but
 breast_cancer, wine and the plain-only ones (make_blobs/5, flipped/8, make_blobs/11, clusters/14,
-quantiles4/17); a 2-class make_classification/12 with redundant features, a 5-blob make_blobs/13 and a
+quantiles4/17, blobs2/20); a 2-class make_classification/12 with redundant features, a 5-blob make_blobs/13 and a
 4-class one-cluster make_classification/14 (measured at 07:10 UTC on 2 Dec); a 3-class
 make_classification/15 with imbalanced classes (60/30/10%), make_moons/16 with less noise and a 4-class
-make_gaussian_quantiles/17 (08:50 UTC). Held out: a 6-class make_classification/18, a make_circles/19
-with the circles close together (every library) and a 2-blob make_blobs/20 with wide blobs (plain),
-trained with --train-only at 08:56 UTC on 2 Dec, before the engine change they measure.
+make_gaussian_quantiles/17 (08:50 UTC); a 6-class make_classification/18, a make_circles/19 with the
+circles close together and a 2-blob make_blobs/20 with wide blobs (09:06 UTC). Held out: a 4-class
+make_classification/21 with classes far apart, a make_moons/22 with much noise (every library) and a
+3-class make_gaussian_quantiles/23 in 3 features (plain), trained with --train-only at 09:09 UTC on
+2 Dec, before the engine change they measure.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -65,16 +67,17 @@ LIBRARIES = ("lightning", "hf", "plain")
 PARTS = ("dev", "held-out")
 _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4),
              ("hastie", 6), ("classification5", 7), ("sep", 9), ("quantiles2", 10), ("redundant", 12), ("blobs5c", 13),
-             ("imbalanced", 15), ("moons_narrow", 16))
+             ("imbalanced", 15), ("moons_narrow", 16), ("classification6", 18), ("circles_wide", 19))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
                       ("blobs3", 11), ("redundant", 12), ("blobs5c", 13), ("clusters", 14), ("imbalanced", 15),
-                      ("moons_narrow", 16), ("quantiles4", 17)),
+                      ("moons_narrow", 16), ("quantiles4", 17), ("classification6", 18), ("circles_wide", 19),
+                      ("blobs2", 20)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification6", 18), ("circles_wide", 19), ("blobs2", 20)),
-                 "lightning": (("classification6", 18), ("circles_wide", 19)),
-                 "hf": (("classification6", 18), ("circles_wide", 19))}
+HELD_OUT_DATA = {"plain": (("separated4", 21), ("moons_noisy", 22), ("quantiles3", 23)),
+                 "lightning": (("separated4", 21), ("moons_noisy", 22)),
+                 "hf": (("separated4", 21), ("moons_noisy", 22))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -140,6 +143,9 @@ GENERATED = {
     "classification6": ("make_classification", dict(n_features=16, n_informative=10, n_classes=6)),
     "circles_wide": ("make_circles", dict(noise=0.1, factor=0.7)),
     "blobs2": ("make_blobs", dict(n_features=8, centers=2, cluster_std=5.0)),
+    "separated4": ("make_classification", dict(n_features=12, n_informative=6, n_classes=4, class_sep=1.5)),
+    "moons_noisy": ("make_moons", dict(noise=0.4)),
+    "quantiles3": ("make_gaussian_quantiles", dict(n_features=3, n_classes=3)),
 }
 
 def load_data(name: str, seed: int, train_subset: Optional[int] = None):

@@ -601,7 +601,7 @@ RULES += [
          room=_gap_room),
     Rule("underfitting.batch_norm", "underfitting", _can_batch_norm, _set("batch_norm", True),
          "Batch normalisation keeps each layer's inputs normalised, so the same LR makes faster, steadier "
-         "progress: turn it on.", 0.5),
+         "progress: turn it on.", 0.3),
     Rule("not_converged.batch_norm", "not_converged", _can_batch_norm, _set("batch_norm", True),
          "Batch normalisation speeds up training at the same LR: turn it on.", 0.45),
     Rule("unstable.batch_norm", "unstable", _can_batch_norm, _set("batch_norm", True),

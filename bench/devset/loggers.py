@@ -33,7 +33,7 @@ make_gaussian_quantiles/17 (08:50 UTC); a 6-class make_classification/18, a make
 circles close together and a 2-blob make_blobs/20 with wide blobs (09:06 UTC). Held out: a 4-class
 make_classification/21 with classes far apart, a make_moons/22 with much noise (every library) and a
 3-class make_gaussian_quantiles/23 in 3 features (plain), trained with --train-only at 09:09 UTC on
-2 Dec, before the engine change they measure.
+2 Dec and measured once at 09:17 UTC (main 802528a): move them to dev before the next engine change.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining

@@ -347,6 +347,8 @@ def test_regularisation_is_not_confident_when_train_and_val_were_level_at_the_be
     assert answer["diagnoses"][0]["id"] == "overfitting"  # the rise is still named
     regularisers = ("overfitting.raise_weight_decay", "overfitting.add_dropout", "overfitting.batch_norm")
     assert not [r for r in answer["recommendations"] if r["rule"] in regularisers and r["confidence"] >= 0.5]
+    decay = next(r for r in answer["recommendations"] if r["rule"] == "overfitting.raise_weight_decay")
+    assert "val_loss was only 0.925x train_loss" in decay["rationale"], decay["rationale"]
     # a model already fitting its training set 4x better than the val set at the best epoch: regularise
     run["metrics"]["loss"] = [[e, v / 4] for e, v in enumerate(loss, 1)]
     top = advise(run)["recommendations"][0]
@@ -377,8 +379,8 @@ def test_a_memorised_train_loss_knocked_up_from_near_zero_is_not_divergence():
 def test_a_lower_lr_that_would_need_more_epochs_than_the_run_had_is_not_confident():
     # SGD lr 0.5, momentum 0.9 on make_moons (noise 0.15), polished by retraining for 12 epochs (a
     # recorded plain run): val_loss swings between 0.05 and 0.43 but the run learned (val_accuracy
-    # 0.88 -> 0.98) and had 90% of its descent done by epoch 7. At a 10x lower LR it would need about
-    # 70 epochs to get as far: 12 epochs at lr 0.05 ended 41% worse. The swings are still named
+    # 0.88 -> 0.98) and had 90% of its (smoothed) descent done by epoch 8. At a 10x lower LR it would
+    # need about 80 epochs to get as far: 12 epochs at lr 0.05 ended 41% worse. The swings are still named
     run = plain_run(loss=[0.562, 0.347, 0.17, 0.135, 0.201, 0.141, 0.073, 0.129, 0.085, 0.068, 0.06, 0.076],
                     val_loss=[0.28, 0.244, 0.134, 0.426, 0.268, 0.139, 0.096, 0.154, 0.065, 0.048, 0.111, 0.094],
                     val_acc=[0.878, 0.894, 0.944, 0.911, 0.922, 0.944, 0.978, 0.944, 0.978, 0.983, 0.967, 0.961],
@@ -387,6 +389,7 @@ def test_a_lower_lr_that_would_need_more_epochs_than_the_run_had_is_not_confiden
     assert answer["diagnoses"][0]["id"] == "unstable"
     lower = next(r for r in answer["recommendations"] if r["rule"] == "unstable.lower_lr")
     assert lower["change"] == {"lr": 0.05} and lower["confidence"] < 0.5, lower
+    assert "by epoch 8; at a 10x lower LR it would need about 80 epochs" in lower["rationale"], lower["rationale"]
     # the same swings in a run whose accuracy never rose (it learned little): nothing to lose, lower it
     run["metrics"]["val_acc"] = [[e, 0.6 + 0.01 * (e % 3)] for e in range(1, 13)]
     top = advise(run)["recommendations"][0]

@@ -375,7 +375,7 @@ def _unstable(f: Features):
     # the small level it wiggles at (a visible oscillation on the plot: 5% of the descent or more).
     # A val curve is measured on a fixed, often small, val set: a few hard examples changing sides
     # make it swing by more than an epoch mean of train losses does. Its oscillation costs the run what
-    # it learned when it is a sizeable share of the descent (10% or more, certain from 40%); smaller
+    # it learned when it is a sizeable share of the descent (5% or more, certain from 30%); smaller
     # val swings around a long descent are that noise, and a lower LR trades progress for a
     # smoothness the best epoch did not need.
     cands = [(sev * (ramp(sh.swing, 0.05, 0.3) if name == "val_loss" else ramp(sh.swing, 0.02, 0.05)), name, sh)

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .diagnoses import Diagnosis, config_number, headroom, lr_is_high, lr_is_low
+from .diagnoses import Diagnosis, config_number, headroom, lr_is_high, lr_is_low, num, pct
 from .features import Features, ramp
 from .loggers import design_config
 
@@ -346,7 +346,9 @@ class Rule:
     rationale: str
     confidence: float  # for a diagnosis of severity 1; scaled down with the severity
     boost: Optional[Callable[[Context], float]] = None  # extra confidence from the config, 0..0.3
-    room: Optional[Callable[[Context], float]] = None  # 0..1: how much the curve leaves this cure to gain
+    # (0..1, why): how much the curve leaves this cure to gain, and the sentence the rationale gets when
+    # that is less than all
+    room: Optional[Callable[[Context], tuple[float, str]]] = None
 
     def confidence_for(self, ctx: Context) -> float:
         """The chance the change helps: the rule's record on its diagnosis, moved by the config's
@@ -364,8 +366,16 @@ class Rule:
             # still falling at the end is another matter: it keeps gaining large shares of its level)
             sure *= 0.5 + 0.5 * headroom(ctx.features)
         if self.room:
-            sure *= self.room(ctx)
+            sure *= self.room(ctx)[0]
         return max(0.0, min(0.95, base)) * sure
+
+    def rationale_for(self, ctx: Context) -> str:
+        """The rule's rationale, with why the curve leaves the change less to gain when it does."""
+        if self.room:
+            factor, why = self.room(ctx)
+            if factor < 1.0 and why:
+                return f"{self.rationale} {why}"
+        return self.rationale
 
 
 def _always(ctx):
@@ -402,29 +412,34 @@ def lr_upper(config: dict) -> float:
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
 
 
-def _catch_up_room(ctx) -> float:
+def _catch_up_room(ctx) -> tuple[float, str]:
     """What a k-times lower LR can still gain on a swinging run that learned: it covers ground about k
     times slower, so where the run got 90% of its descent done by epoch t, the calmer run needs about
     k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and the low
-    points of the swings it gives up were the run's best epochs: half the confidence from k(t + 1) = 2n
-    (ramped from n). A run that learned little (its val accuracy never rose 5 points; without one, a
-    best loss above 40% of its first) has little to lose by the lower LR: no change."""
+    points of the swings it gives up were the run's best epochs: half the confidence from
+    k(t + 1) = 3n (ramped from 1.5n). A run that learned little (its val accuracy never rose 5 points;
+    without one, a best loss above 40% of its first) has little to lose by the lower LR: no change."""
     f, m = ctx.features, ctx.features.main()
     new = _lr_down_unstable(ctx).get("lr")
     if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min):
-        return 1.0
+        return 1.0, ""
     acc = f.accuracy
     learned = (acc["best"] - acc["first"] >= 0.05) if acc else m.raw_min <= 0.4 * m.first
     if not learned:
-        return 1.0
+        return 1.0, ""
     s, n = m.smooth, len(m.raw)
     reached = np.nonzero(s <= m.min + 0.1 * max(s[0] - m.min, 0.0))[0]
     t = int(reached[0]) if reached.size else n - 1
-    need = ctx.config["lr"] / new * (t + 1) / n
-    return 1.0 - 0.5 * ramp(need, 1.5, 3.0)
+    k = ctx.config["lr"] / new
+    factor = 1.0 - 0.5 * ramp(k * (t + 1) / n, 1.5, 3.0)
+    learned_how = (f"val_accuracy {pct(acc['first'])} -> {pct(acc['best'])}" if acc
+                   else f"its best loss {pct(m.raw_min / m.first)} of its first")
+    return factor, (f"Less sure here: the run learned ({learned_how}) and had 90% of its descent by "
+                    f"{f.at(t)}; at a {num(k)}x lower LR it would need about {int(round(k * (t + 1)))} epochs "
+                    f"to get as far, and it had {n}: its best epochs were the swings' low points.")
 
 
-def _gap_room(ctx) -> float:
+def _gap_room(ctx) -> tuple[float, str]:
     """What a regulariser can still gain on the best val_loss: a regulariser narrows the generalisation
     gap, so it lowers the minimum when the model already fitted its training set much better than the
     val set at its best epoch (val_loss 3x train_loss there or more). Where the two were about level
@@ -432,7 +447,11 @@ def _gap_room(ctx) -> float:
     rise after it is what early stopping removes, and more regularisation mostly slows the fit down
     (half the confidence). Without a train curve the gap is unknown: no change."""
     gap = ctx.diagnosis.facts.get("gap_at_best")
-    return 1.0 if gap is None else 0.5 + 0.5 * ramp(gap, 1.5, 3.0)
+    if gap is None:
+        return 1.0, ""
+    return 0.5 + 0.5 * ramp(gap, 1.5, 3.0), (
+        f"Less sure here: at the best epoch val_loss was only {num(gap)}x train_loss, so the minimum was set "
+        f"by what the data allows more than by memorising; early stopping keeps it.")
 
 
 def _early_overfit_at_upper_lr(ctx):
@@ -759,7 +778,7 @@ def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) 
             conf = rule.confidence_for(ctx) * weight
             if not finding:
                 conf = min(weak_cap, conf * diag.severity)
-            rec = Recommendation(rule.id, diag.id, change, rule.rationale, conf)
+            rec = Recommendation(rule.id, diag.id, change, rule.rationale_for(ctx), conf)
             key = repr(sorted(change.items()))
             if key not in by_change or by_change[key].confidence < conf:
                 by_change[key] = rec

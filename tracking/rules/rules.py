@@ -346,14 +346,16 @@ class Rule:
     rationale: str
     confidence: float  # for a diagnosis of severity 1; scaled down with the severity
     boost: Optional[Callable[[Context], float]] = None  # extra confidence from the config, 0..0.3
-    # (0..1, why): how much the curve leaves this cure to gain, and the sentence the rationale gets when
-    # that is less than all
-    room: Optional[Callable[[Context], tuple[float, str]]] = None
+    # (0..1, why) for the change: how much the curve leaves this cure to gain, and the sentence the
+    # rationale gets when that is less than all
+    room: Optional[Callable[[Context, dict], tuple[float, str]]] = None
 
-    def confidence_for(self, ctx: Context) -> float:
-        """The chance the change helps: the rule's record on its diagnosis, moved by the config's
-        priors, times how sure the diagnosis is. A diagnosis whose cause the curves leave open (a run
-        that collapsed or learned nothing, its cause read from the config) counts less."""
+    def assess(self, ctx: Context, change: dict) -> tuple[float, str]:
+        """(confidence, rationale) of the change. The confidence is the chance the change helps: the
+        rule's record on its diagnosis, moved by the config's priors, times how sure the diagnosis is,
+        times the room the curve leaves this cure (the rationale then says why it is less). A
+        diagnosis whose cause the curves leave open (a run that collapsed or learned nothing, its
+        cause read from the config) counts less."""
         base = self.confidence + (self.boost(ctx) if self.boost else 0.0)
         sure = 0.75 + 0.25 * ctx.diagnosis.severity
         facts = ctx.diagnosis.facts
@@ -365,17 +367,13 @@ class Rule:
             # a near-perfect fit: a change can gain little there, and is as likely to lose it (a curve
             # still falling at the end is another matter: it keeps gaining large shares of its level)
             sure *= 0.5 + 0.5 * headroom(ctx.features)
+        rationale = self.rationale
         if self.room:
-            sure *= self.room(ctx)[0]
-        return max(0.0, min(0.95, base)) * sure
-
-    def rationale_for(self, ctx: Context) -> str:
-        """The rule's rationale, with why the curve leaves the change less to gain when it does."""
-        if self.room:
-            factor, why = self.room(ctx)
+            factor, why = self.room(ctx, change)
+            sure *= factor
             if factor < 1.0 and why:
-                return f"{self.rationale} {why}"
-        return self.rationale
+                rationale = f"{rationale} {why}"
+        return max(0.0, min(0.95, base)) * sure, rationale
 
 
 def _always(ctx):
@@ -412,7 +410,7 @@ def lr_upper(config: dict) -> float:
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
 
 
-def _catch_up_room(ctx) -> tuple[float, str]:
+def _catch_up_room(ctx, change: dict) -> tuple[float, str]:
     """What a k-times lower LR can still gain on a swinging run that learned: it covers ground about k
     times slower, so where the run got 90% of its descent done by epoch t, the calmer run needs about
     k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and the low
@@ -420,7 +418,7 @@ def _catch_up_room(ctx) -> tuple[float, str]:
     k(t + 1) = 3n (ramped from 1.5n). A run that learned little (its val accuracy never rose 5 points;
     without one, a best loss above 40% of its first) has little to lose by the lower LR: no change."""
     f, m = ctx.features, ctx.features.main()
-    new = _lr_down_unstable(ctx).get("lr")
+    new = change.get("lr")
     if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min):
         return 1.0, ""
     acc = f.accuracy
@@ -439,7 +437,7 @@ def _catch_up_room(ctx) -> tuple[float, str]:
                     f"to get as far, and it had {n}: its best epochs were the swings' low points.")
 
 
-def _gap_room(ctx) -> tuple[float, str]:
+def _gap_room(ctx, change: dict) -> tuple[float, str]:
     """What a regulariser can still gain on the best val_loss: a regulariser narrows the generalisation
     gap, so it lowers the minimum when the model already fitted its training set much better than the
     val set at its best epoch (val_loss 3x train_loss there or more). Where the two were about level
@@ -775,10 +773,11 @@ def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) 
             change = _valid(config, rule.change(ctx))
             if change is None:
                 continue
-            conf = rule.confidence_for(ctx) * weight
+            conf, rationale = rule.assess(ctx, change)
+            conf *= weight
             if not finding:
                 conf = min(weak_cap, conf * diag.severity)
-            rec = Recommendation(rule.id, diag.id, change, rule.rationale_for(ctx), conf)
+            rec = Recommendation(rule.id, diag.id, change, rationale, conf)
             key = repr(sorted(change.items()))
             if key not in by_change or by_change[key].confidence < conf:
                 by_change[key] = rec

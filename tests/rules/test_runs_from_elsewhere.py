@@ -410,3 +410,94 @@ def test_batch_norm_is_no_confident_first_cure_for_a_loss_levelled_off_at_the_da
     assert answer["recommendations"][0]["rule"] != "underfitting.batch_norm", answer["recommendations"][0]
     norm = next(r for r in answer["recommendations"] if r["rule"] == "underfitting.batch_norm")
     assert norm["confidence"] < 0.5
+
+
+def recommendation(answer, rule):
+    return next((r for r in answer["recommendations"] if r["rule"] == rule), None)
+
+
+def test_a_blow_up_late_in_a_run_that_learned_gets_no_confident_10x_lower_lr():
+    # a wide net on 100 samples, SGD lr 0.05 momentum 0.9, 40 epochs: val accuracy 38% -> 93% by epoch 34,
+    # then the train loss jumped from 0.11 to 0.95; its best val_loss came before the jump, and lr x0.1
+    # made the best val_loss 100% worse (the calmer run could not get as far in 40 epochs)
+    run = plain_run(
+        loss=[1.1, 1.05, 1.01, 0.971, 0.935, 0.875, 0.839, 0.712, 0.658, 0.549, 0.438, 0.392, 1.53, 0.834, 1.06,
+              0.815, 0.613, 0.582, 0.602, 0.51, 0.418, 0.413, 0.348, 0.379, 0.28, 0.378, 0.306, 0.368, 0.325, 0.21,
+              0.271, 0.169, 0.154, 0.106, 0.125, 0.19, 0.198, 0.946, 0.926, 0.639],
+        val_loss=[1.09, 1.09, 1.07, 1.05, 1.03, 0.992, 0.883, 0.687, 0.594, 0.485, 0.496, 1.53, 1.18, 1.4, 1.28,
+                  0.709, 0.574, 0.605, 0.538, 0.456, 0.441, 0.387, 0.419, 0.35, 0.512, 0.472, 0.461, 0.233, 0.288,
+                  0.339, 0.272, 0.273, 0.201, 0.195, 0.348, 0.23, 0.902, 1.21, 0.872, 0.392],
+        val_acc=[0.378, 0.417, 0.406, 0.389, 0.367, 0.378, 0.389, 0.756, 0.828, 0.822, 0.722, 0.511, 0.483, 0.55,
+                 0.389, 0.672, 0.856, 0.783, 0.806, 0.883, 0.839, 0.844, 0.85, 0.839, 0.722, 0.8, 0.8, 0.894, 0.872,
+                 0.878, 0.889, 0.889, 0.922, 0.928, 0.839, 0.9, 0.728, 0.644, 0.644, 0.828])
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "diverging"  # the jump is real
+    lower = recommendation(answer, "diverging.lower_lr")
+    assert lower is not None and lower["confidence"] < 0.5, lower
+    assert "would need about" in lower["rationale"]
+    assert answer["recommendations"][0]["confidence"] < 0.5
+
+
+def test_a_val_loss_rising_past_its_start_while_train_keeps_its_descent_is_not_divergence():
+    # 40 epochs on 100 samples: train loss 1.09 -> 0.19 (a bump to 0.6 at epoch 34, then back to 0.26),
+    # val loss from its minimum 0.91 at epoch 11 to 1.78, above where it started: memorising, not a blow-up
+    # (lr x0.3 did nothing; more dropout helped)
+    run = plain_run(
+        loss=[1.09, 1.06, 1.02, 0.961, 0.908, 0.849, 0.868, 0.897, 0.768, 0.768, 0.77, 0.711, 0.637, 0.623, 0.583,
+              0.567, 0.667, 0.516, 0.486, 0.565, 0.418, 0.409, 0.338, 0.345, 0.347, 0.304, 0.3, 0.229, 0.256, 0.225,
+              0.186, 0.211, 0.528, 0.6, 0.336, 0.337, 0.295, 0.238, 0.256, 0.258],
+        val_loss=[1.09, 1.08, 1.05, 1, 1, 1.16, 1.01, 0.971, 1.05, 0.928, 0.909, 0.94, 1.06, 1.07, 1.03, 1.01, 0.92,
+                  1.08, 1.2, 1.17, 1.27, 1.16, 1.19, 1.23, 1.38, 1.56, 1.7, 1.96, 1.92, 1.9, 2, 2.04, 2.29, 1.9, 1.94,
+                  1.72, 1.99, 1.95, 1.71, 1.78],
+        val_acc=[0.333, 0.356, 0.472, 0.461, 0.444, 0.489, 0.539, 0.528, 0.517, 0.561, 0.589, 0.55, 0.556, 0.583,
+                 0.556, 0.561, 0.572, 0.544, 0.55, 0.556, 0.522, 0.583, 0.622, 0.644, 0.606, 0.544, 0.572, 0.589,
+                 0.572, 0.617, 0.567, 0.55, 0.55, 0.572, 0.544, 0.567, 0.55, 0.544, 0.567, 0.572])
+    answer = advise(run)
+    severity = {d["id"]: d["severity"] for d in answer["diagnoses"]}
+    assert answer["diagnoses"][0]["id"] != "diverging"
+    assert severity.get("diverging", 0) < severity["overfitting"]
+    assert recommendation(answer, "diverging.lower_lr") is None
+
+
+def test_a_loss_pulled_smoothly_to_ln_c_by_strong_weight_decay_is_not_divergence():
+    # SGD lr 0.05, momentum 0.9, weight decay 0.3 on noisy make_moons: 81% after one epoch, then the decay
+    # pulled the weights to zero: both losses at ln 2 = 0.693 to the 4th digit, accuracy 50%. Weight decay
+    # off helped 37%; lr x0.3 did nothing
+    run = plain_run(loss=[0.605, 0.614, 0.7, 0.693, 0.692, 0.694, 0.693, 0.694, 0.693, 0.694, 0.695, 0.695],
+                    val_loss=[0.58, 0.703, 0.691, 0.693, 0.694, 0.693, 0.693, 0.693, 0.693, 0.694, 0.694, 0.694],
+                    val_acc=[0.811, 0.194, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], weight_decay=0.3)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] != "diverging"
+    top = answer["recommendations"][0]
+    assert top["change"].get("weight_decay", 0.3) < 0.3, top
+
+
+def test_an_early_val_minimum_below_the_train_loss_gets_no_confident_lower_lr():
+    # 10% flipped labels, SGD lr 0.15 momentum 0.9 (a polished run): val_loss 0.38 at epoch 3, when the
+    # epoch's train loss was as high (0.38): the label noise's floor, reached at once. lr x0.3 made it 9% worse
+    run = plain_run(loss=[0.565, 0.437, 0.377, 0.299, 0.254, 0.193, 0.187, 0.132, 0.167, 0.176, 0.17, 0.137],
+                    val_loss=[0.434, 0.467, 0.379, 0.418, 0.473, 0.467, 0.588, 0.607, 0.661, 0.669, 0.589, 0.634],
+                    val_acc=[0.822, 0.828, 0.844, 0.861, 0.856, 0.856, 0.833, 0.861, 0.861, 0.839, 0.822, 0.844],
+                    lr=0.15)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "overfitting"
+    lower = recommendation(answer, "overfitting.lower_lr")
+    assert lower is not None and lower["confidence"] < 0.5 and "floor" in lower["rationale"], lower
+
+
+def test_a_tiny_step_that_barely_moved_the_loss_gets_a_step_in_the_usual_range():
+    # plain SGD lr 1e-3, no momentum, 12 epochs on 6 classes: val_loss 1.799 -> 1.797, accuracy flat.
+    # Momentum 0.9 alone (10x the step) gained 0.9%, lr x10 1.0%: 10x a step that barely moved the loss
+    # still barely moves it; the step goes to the middle of SGD's usual range (an effective 0.1)
+    run = plain_run(
+        loss=[1.8023, 1.802, 1.8018, 1.8015, 1.8012, 1.8009, 1.8006, 1.8003, 1.8001, 1.7998, 1.7995, 1.7992],
+        val_loss=[1.799, 1.7988, 1.7986, 1.7984, 1.7982, 1.7981, 1.7979, 1.7977, 1.7975, 1.7973, 1.7971, 1.7969],
+        val_acc=[0.17222] * 12, lr=1e-3, momentum=0.0)
+    answer = advise(run)
+    for rec in answer["recommendations"]:
+        change = rec["change"]
+        if "momentum" in change or "lr" in change:
+            step = change.get("lr", 1e-3) / (1.0 - change.get("momentum", 0.0))
+            assert step >= 0.05, rec
+    top = answer["recommendations"][0]
+    assert top["change"].get("momentum") == 0.9 and top["change"].get("lr") == 0.01, top

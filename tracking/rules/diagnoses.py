@@ -281,6 +281,14 @@ def _first_epoch_blowup(f: Features):
     return None
 
 
+def _kept_descent(sh, initial: float) -> bool:
+    """The smoothed curve ends with at least 85% of its descent kept (from its first value, or the
+    untrained loss when that is higher)."""
+    top = max(sh.first, initial) if np.isfinite(initial) else sh.first
+    descent = top - sh.min
+    return bool(np.isfinite(descent) and descent > 0 and (sh.last - sh.min) / descent < 0.15)
+
+
 def _diverging_curve(f: Features):
     c = f.curves
     blown = _first_epoch_blowup(f) if c.nonfinite_step is None else None
@@ -309,8 +317,11 @@ def _diverging_curve(f: Features):
         lost = (sh.last - sh.min) / (top - sh.min + f.floor)
         sev = max(ramp(math.log(ratio), math.log(1.3), math.log(2.2)) * ramp(lost, 0.2, 0.5),
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
-        if name == "val_loss" and f.train is not None and f.train.rise_from_min < 0.1:
-            sev *= 0.3  # val rising while train keeps falling is overfitting, not divergence
+        if (name == "val_loss" and f.train is not None
+                and (f.train.rise_from_min < 0.1 or _kept_descent(f.train, f.curves.initial_loss))):
+            # val rising while train keeps falling (or keeps all but a sliver of its descent: a train
+            # loss near zero bumped up by a step is a large relative rise) is overfitting, not divergence
+            sev *= 0.3
         if name == "val_loss" and f.train is None and accuracy_kept_rising(f):
             sev *= 0.3  # val cross-entropy drifting up while accuracy improves: overconfidence
         if name == "val_loss" and f.train is None and above_start <= 0:
@@ -318,9 +329,10 @@ def _diverging_curve(f: Features):
             # overfitting (val cross-entropy grows without bound as the model grows overconfident);
             # a divergence takes the loss past where it started.
             sev *= 0.3
-        if sh.last <= 1.1 * f.curves.initial_loss and sh.jitter < 0.05:
-            # a smooth return to (not beyond) the untrained loss: strong weight decay pulling the
-            # weights back to zero, not a divergence
+        untrained = max(f.curves.initial_loss, f.untrained if f.untrained_known else -math.inf)
+        if sh.last <= 1.1 * untrained and sh.jitter < 0.05:
+            # a smooth return to (not beyond) the untrained loss or the chance level ln C (a model whose
+            # weights were pulled to zero predicts uniformly): strong weight decay, not a divergence
             sev *= 1.0 - 0.7 * regularisation(f.config)
         if best is None or sev > best[0]:
             best = (sev, name, sh, ratio)

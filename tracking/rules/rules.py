@@ -225,11 +225,26 @@ def _early_stop(ctx):
 
 def _momentum(ctx):
     """Momentum 0.9 multiplies SGD's effective step lr/(1-momentum); where that would leave the usual
-    stable range, the LR comes down with it (to the middle of the range)."""
+    stable range, the LR comes down with it (to the middle of the range), and where even the 10x step
+    stays far below the range (an effective step of 0.01 or less) on a curve that barely moved, the LR
+    goes up with it to the middle: in that regime a curve's progress grows with the step, and 10x a step
+    that barely moved the loss still barely moves it."""
     new = {"momentum": 0.9}
-    if ctx.optimizer == "sgd" and lr_is_high({**ctx.config, "momentum": 0.9}) >= 0.5:
-        new["lr"] = _round(usual_lr({**ctx.config, "momentum": 0.9}))
+    with_momentum = {**ctx.config, "momentum": 0.9}
+    if ctx.optimizer == "sgd" and (lr_is_high(with_momentum) >= 0.5
+                                   or (lr_is_low(with_momentum) >= 0.5 and _barely_moved(ctx))):
+        new["lr"] = _round(usual_lr(with_momentum))
     return new
+
+
+def _barely_moved(ctx) -> bool:
+    """The main curve's best is within 5% of its first value and the val accuracy (when logged) rose
+    under 5 points: the whole run moved the model that little."""
+    m, acc = ctx.features.main(), ctx.features.accuracy
+    if m is None or not np.isfinite(m.raw_min) or (acc and acc["best"] - acc["first"] >= 0.05):
+        return False
+    first = m.raw[np.isfinite(m.raw)][0]
+    return bool(first > 0 and m.raw_min > 0.95 * first)
 
 
 def _sgd_to_adam(ctx):
@@ -259,8 +274,14 @@ def _raise_lr_slow(ctx):
 
 
 def _raise_lr_underfit(ctx):
-    far = ctx.diagnosis.facts.get("failed_to_learn") or lr_is_low(ctx.config) >= 0.9
-    return {"lr": _round(ctx.config["lr"] * (10 if far else 3))}
+    """x10 when the run learned nothing or the LR is far below its optimizer's usual range (far below
+    it, with a curve that barely moved: straight to the middle of the range when that is more, as
+    _raise_lr_slow does); x3 otherwise."""
+    low = lr_is_low(ctx.config) >= 0.9
+    new = ctx.config["lr"] * (10 if ctx.diagnosis.facts.get("failed_to_learn") or low else 3)
+    if low and _barely_moved(ctx):
+        new = max(new, usual_lr(ctx.config))
+    return {"lr": _round(new)}
 
 
 def exp_late_share(x: float, tail: float = 0.25) -> float:
@@ -410,13 +431,15 @@ def lr_upper(config: dict) -> float:
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
 
 
-def _catch_up_room(ctx, change: dict) -> tuple[float, str]:
-    """What a k-times lower LR can still gain on a swinging run that learned: it covers ground about k
-    times slower, so where the run got 90% of its descent done by epoch t, the calmer run needs about
-    k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and the low
-    points of the swings it gives up were the run's best epochs: half the confidence from
-    k(t + 1) = 3n (ramped from 1.5n). A run that learned little (its val accuracy never rose 5 points;
-    without one, a best loss above 40% of its first) has little to lose by the lower LR: no change."""
+def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the swings' low points"
+                   ) -> tuple[float, str]:
+    """What a k-times lower LR can still gain on a run that learned: it covers ground about k times
+    slower, so where the run got 90% of its descent done by epoch t, the calmer run needs about
+    k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and what the
+    lower LR would calm (the swings, or a late rise) came after the run's best epochs: half the
+    confidence from k(t + 1) = 3n (ramped from 1.5n). A run that learned little (its val accuracy never
+    rose 5 points; without one, a best loss above 40% of its first) has little to lose by the lower
+    LR: no change."""
     f, m = ctx.features, ctx.features.main()
     new = change.get("lr")
     if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min):
@@ -434,7 +457,19 @@ def _catch_up_room(ctx, change: dict) -> tuple[float, str]:
                    else f"its best loss {pct(m.raw_min / m.first)} of its first")
     return factor, (f"Less sure here: the run learned ({learned_how}) and had 90% of its descent by "
                     f"{f.at(t)}; at a {num(k)}x lower LR it would need about {int(round(k * (t + 1)))} epochs "
-                    f"to get as far, and it had {n}: its best epochs were the swings' low points.")
+                    f"to get as far, and it had {n}: {why_best}.")
+
+
+def _late_divergence_room(ctx, change: dict) -> tuple[float, str]:
+    """A rise late in a run that had learned, at an LR within its optimizer's usual range (not at its
+    start, not to NaN, not a collapse at the untrained level nor a blow-up past it): the best epoch came
+    before the rise, and a lower LR must first cover the same ground more slowly (_catch_up_room). A
+    divergence from the start, to NaN or at an LR far above the usual range keeps its confidence."""
+    facts = ctx.diagnosis.facts
+    if (any(facts.get(k) for k in ("early", "nonfinite", "collapsed", "blown_up", "above_untrained"))
+            or lr_is_high(ctx.config) >= 0.5):
+        return 1.0, ""
+    return _catch_up_room(ctx, change, "its best epoch came before the rise")
 
 
 def _gap_room(ctx, change: dict) -> tuple[float, str]:
@@ -450,6 +485,25 @@ def _gap_room(ctx, change: dict) -> tuple[float, str]:
     return 0.5 + 0.5 * ramp(gap, 1.5, 3.0), (
         f"Less sure here: at the best epoch val_loss was only {num(gap)}x train_loss, so the minimum was set "
         f"by what the data allows more than by memorising; early stopping keeps it.")
+
+
+def _floor_room(ctx, change: dict) -> tuple[float, str]:
+    """What a lower LR can still gain after an early val minimum: it reaches a lower minimum by fitting
+    with less noise, which it can where the model goes on to memorise its training set. Where the train
+    loss stayed well above zero (over 10% of the untrained level at the end: nothing memorised) and
+    val_loss was still below the epoch's train_loss at the best epoch (under 0.8x), the minimum was the
+    data's floor (label noise, overlapping classes), reached during the first descent: a lower LR mostly
+    reaches the same floor more slowly (half the confidence, ramped back to 1x at a gap of 1 or a
+    memorised training set)."""
+    facts = ctx.diagnosis.facts
+    gap = facts.get("gap_at_best")
+    if gap is None:
+        return 1.0, ""
+    factor = 1.0 - 0.5 * (1.0 - ramp(gap, 0.8, 1.0)) * (1.0 - facts.get("memorised", 1.0))
+    return factor, (
+        f"Less sure here: at the best epoch val_loss was {num(gap)}x train_loss, below it, and the train loss "
+        f"never went near zero: the minimum looks like the data's floor, which a lower LR mostly reaches "
+        f"more slowly.")
 
 
 def _early_overfit_at_upper_lr(ctx):
@@ -489,7 +543,7 @@ RULES: list[Rule] = [
     # Divergence: the step size overshoots; lower it (x0.1 after a NaN, x0.3 otherwise).
     Rule("diverging.lower_lr", "diverging", _always, _lr_down_divergence,
          "The loss blew up: the learning rate is past the stable limit. Lower it (x0.1 after a NaN, "
-         "x0.3 otherwise); the best LR is the largest that trains stably.", 0.9),
+         "x0.3 otherwise); the best LR is the largest that trains stably.", 0.9, room=_late_divergence_room),
     Rule("diverging.lower_weight_decay", "diverging",
          lambda c: bool(c.diagnosis.facts.get("collapsed")) and decay_per_step(c.config) >= 3e-3, _lower_wd_annealed,
          "The loss never left the untrained level at a large LR with strong weight decay: each step shrinks the "
@@ -529,7 +583,7 @@ RULES: list[Rule] = [
          "val_loss reached its minimum early and then rose, at an LR in the upper part of its usual range: "
          "the model went from underfitting to overfitting in a few epochs. A larger LR moves training from "
          "underfitting towards overfitting (Smith, 2018); a 3x lower LR reaches a lower minimum.", 0.55,
-         boost=lambda c: 0.3 * lr_upper(c.config)),
+         boost=lambda c: 0.3 * lr_upper(c.config), room=_floor_room),
     Rule("overfitting.add_dropout", "overfitting", lambda c: c.config["dropout"] < 0.4, _add_dropout,
          "Dropout keeps units from co-adapting and narrows the train/val gap.", 0.65,
          room=_gap_room),

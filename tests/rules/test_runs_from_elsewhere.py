@@ -501,3 +501,29 @@ def test_a_tiny_step_that_barely_moved_the_loss_gets_a_step_in_the_usual_range()
             assert step >= 0.05, rec
     top = answer["recommendations"][0]
     assert top["change"].get("momentum") == 0.9 and top["change"].get("lr") == 0.01, top
+
+
+def test_a_run_whose_val_accuracy_climbed_far_above_its_start_did_not_collapse():
+    # Lightning, a 16-unit MLP on 5 classes at SGD lr 0.15, momentum 0.9 (an effective step of 1.5,
+    # high for SGD): val_loss only fell to 70% of ln 5, but val_acc climbed from 36% to 60%: the units
+    # did not die, the problem is hard. lr x0.1 made it 22% worse (no single change helped 3%)
+    steps = list(range(4, 120, 5))
+    step_loss = [1.606, 1.491, 1.432, 1.209, 1.221, 1.506, 0.9243, 1.235, 1.081, 1.136, 1.006, 1.383, 0.7459,
+                 1.53, 0.6786, 0.8932, 0.7806, 1.213, 0.9157, 0.9065, 1.111, 0.6543, 0.5609, 0.7462]
+    ends = [10 * e + 9 for e in range(12)]
+    run = {"config": {"lr": 0.15, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 32, "epochs": 12,
+                      "optimizer": "sgd"},
+           "metrics": {"train_loss_step": [[s, v] for s, v in zip(steps, step_loss)],
+                       "lr-SGD": [[s, 0.15] for s in steps],
+                       "epoch": [[s, s // 10] for s in steps],
+                       "train_loss_epoch": [[s, v] for s, v in zip(ends, [1.602, 1.378, 1.239, 1.146, 1.049, 0.971,
+                                                                          0.9666, 0.8983, 0.9665, 0.8945, 0.9143,
+                                                                          0.7858])],
+                       "val_acc": [[s, v] for s, v in zip(ends, [0.3556, 0.4111, 0.4111, 0.5556, 0.5278, 0.5889, 0.6,
+                                                                 0.5222, 0.5889, 0.5611, 0.5333, 0.55])],
+                       "val_loss": [[s, v] for s, v in zip(ends, [1.51, 1.361, 1.387, 1.202, 1.169, 1.168, 1.14, 1.254,
+                                                                  1.133, 1.237, 1.246, 1.208])]},
+           "steps_per_epoch": None, "status": "finished"}
+    answer = advise(run)
+    assert "collapsed" not in " ".join(d["evidence"] for d in answer["diagnoses"])
+    assert not any(r["rule"] == "diverging.lower_lr" and r["confidence"] >= 0.5 for r in answer["recommendations"])

@@ -113,6 +113,11 @@ def _collapsed(f: Features):
         return None
     if not f.untrained_known and accuracy_kept_rising(f):
         return None  # compared with a first epoch only, and the accuracy kept rising: it learned
+    acc = f.accuracy
+    if acc and acc["best"] - acc["first"] >= 0.1 and acc["best_index"] > max(1, acc["n"] // 10):
+        # the val accuracy climbed 10 points or more after the start: the units did not die, the model
+        # learned; a loss still high against ln C is what the data allows at this LR (a hard problem)
+        return None
     best = m.raw_min / init
     stuck = ramp(best, 0.5, 0.75)
     high = lr_is_high(f.config)

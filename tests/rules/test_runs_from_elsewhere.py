@@ -527,3 +527,14 @@ def test_a_run_whose_val_accuracy_climbed_far_above_its_start_did_not_collapse()
     answer = advise(run)
     assert "collapsed" not in " ".join(d["evidence"] for d in answer["diagnoses"])
     assert not any(r["rule"] == "diverging.lower_lr" and r["confidence"] >= 0.5 for r in answer["recommendations"])
+
+
+def test_swings_after_an_accuracy_that_spiked_once_and_fell_back_to_chance_get_a_confident_lower_lr():
+    # SGD lr 3, momentum 0.9 on make_circles: val accuracy 50% -> 73% at epoch 2, then back to 50% for
+    # good while both losses swing by multiples; lr x0.1 helped 55%. The one good epoch is no progress
+    # a lower LR could cost
+    run = plain_run(loss=[1.4, 0.745, 0.715, 1.05, 2.08, 1.79, 1.41, 9.5, 0.876, 0.777, 0.737, 0.877],
+                    val_loss=[0.918, 0.545, 0.937, 1.11, 3.55, 2.13, 1.26, 1.38, 0.822, 0.694, 0.834, 0.697],
+                    val_acc=[0.5, 0.728, 0.594, 0.494, 0.489, 0.544, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], lr=3.0)
+    top = advise(run)["recommendations"][0]
+    assert top["change"].get("lr", 3.0) <= 0.3 and top["confidence"] >= 0.5, top

@@ -438,14 +438,17 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
     k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and what the
     lower LR would calm (the swings, or a late rise) came after the run's best epochs: half the
     confidence from k(t + 1) = 3n (ramped from 1.5n). A run that learned little (its val accuracy never
-    rose 5 points; without one, a best loss above 40% of its first) has little to lose by the lower
-    LR: no change."""
+    rose 5 points, or ended with under half of its rise; without one, a best loss above 40% of its
+    first) has little to lose by the lower LR: no change."""
     f, m = ctx.features, ctx.features.main()
     new = change.get("lr")
     if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min):
         return 1.0, ""
     acc = f.accuracy
-    learned = (acc["best"] - acc["first"] >= 0.05) if acc else m.raw_min <= 0.4 * m.first
+    # learned, and kept it: an accuracy that spiked once and fell back to where it started (a run
+    # thrown about at an LR far too large) has nothing a lower LR could cost it
+    learned = ((acc["best"] - acc["first"] >= 0.05 and acc["last"] - acc["first"] >= 0.5 * (acc["best"] - acc["first"]))
+               if acc else m.raw_min <= 0.4 * m.first)
     if not learned:
         return 1.0, ""
     s, n = m.smooth, len(m.raw)

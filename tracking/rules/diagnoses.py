@@ -286,12 +286,11 @@ def _first_epoch_blowup(f: Features):
     return None
 
 
-def _kept_descent(sh, initial: float) -> bool:
-    """The smoothed curve ends with at least 85% of its descent kept (from its first value, or the
-    untrained loss when that is higher)."""
+def _lost_share(sh, initial: float, floor: float) -> float:
+    """The share of its descent (from its first value, or the untrained loss when that is higher) a
+    smoothed curve gave back by its end."""
     top = max(sh.first, initial) if np.isfinite(initial) else sh.first
-    descent = top - sh.min
-    return bool(np.isfinite(descent) and descent > 0 and (sh.last - sh.min) / descent < 0.15)
+    return (sh.last - sh.min) / (top - sh.min + floor)
 
 
 def _diverging_curve(f: Features):
@@ -318,12 +317,11 @@ def _diverging_curve(f: Features):
         # the share of what the run had learned that the rise gave back: a loss that jumps from near
         # zero to a few times that is a large ratio and a small loss of progress (a memorised training
         # set knocked about by a step), while a divergence gives back most of the descent
-        top = max(sh.first, f.curves.initial_loss) if np.isfinite(f.curves.initial_loss) else sh.first
-        lost = (sh.last - sh.min) / (top - sh.min + f.floor)
+        lost = _lost_share(sh, f.curves.initial_loss, f.floor)
         sev = max(ramp(math.log(ratio), math.log(1.3), math.log(2.2)) * ramp(lost, 0.2, 0.5),
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
         if (name == "val_loss" and f.train is not None
-                and (f.train.rise_from_min < 0.1 or _kept_descent(f.train, f.curves.initial_loss))):
+                and (f.train.rise_from_min < 0.1 or _lost_share(f.train, f.curves.initial_loss, f.floor) < 0.15)):
             # val rising while train keeps falling (or keeps all but a sliver of its descent: a train
             # loss near zero bumped up by a step is a large relative rise) is overfitting, not divergence
             sev *= 0.3

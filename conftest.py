@@ -31,5 +31,8 @@ os.environ["REDIS_URL"] = f"redis://127.0.0.1:{os.environ['RUNWISE_TEST_REDIS_PO
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_var}/mlflow.db"
 os.environ["MLFLOW_ARTIFACT_ROOT"] = f"{_var}/mlartifacts"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# MLflow's telemetry thread sets and unsets an environment variable while other threads read the
+# environment (requests' proxy lookup): a KeyError, now and then, in a test's MLflow call.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("DEBUG", "True")

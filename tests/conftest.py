@@ -35,6 +35,20 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: (-per_file[item.path], first[item.path]))  # stable: a file's tests keep their order
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher():
+    """Django's advice for test suites: a fast hasher for the passwords tests set (a PBKDF2 hash takes
+    ~0.45 s here; a test team's three users cost 1.4 s of every test that makes them). PBKDF2 stays in
+    the list, so a password hashed by it still checks. Only this process: no server or worker
+    process a test starts checks a password."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher",
+                                             *settings.PASSWORD_HASHERS]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """A real redis-server on this session's own port (see the root conftest)."""

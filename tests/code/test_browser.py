@@ -34,6 +34,18 @@ def reload(page):
             page.wait_for_load_state()
 
 
+def present(page, selector):
+    """Whether the selector matches, False while a navigation (the page's own reload when its run ends,
+    or the live page replacing itself) destroys the document being queried."""
+    try:
+        return page.query_selector(selector) is not None
+    except PlaywrightError as exc:
+        if "Execution context was destroyed" not in str(exc):
+            raise
+        page.wait_for_load_state()
+        return False
+
+
 def start_from_form(page, code, **values):
     page.goto(f"/code/{code.pk}/runs/new/?entry_point=main")
     for name, value in values.items():
@@ -61,7 +73,7 @@ def test_an_example_trains_from_the_form_is_applied_stopped_and_fails_clearly(
 
     def diagnosed():
         reload(page)
-        return page.query_selector("#recommendations .diagnosis") is not None
+        return present(page, "#recommendations .diagnosis")
     wait_for(diagnosed, 60, "the diagnosis on the page", log=log, interval=1)
     assert page.text_content("#run-status") == "succeeded"
 

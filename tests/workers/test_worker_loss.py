@@ -29,6 +29,10 @@ def beat_and_short_worker(redis_server, transactional_db, tmp_path, monkeypatch)
                              "-s", str(tmp_path / "beat-schedule"), "--pidfile="],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     short = WorkerProcess("default", tmp_path / "short.log").start()
+    # The schedule is running once the short worker has run one of beat's recovery passes: the timings
+    # below are the running system's, not its start-up's (over a minute on a loaded CI machine).
+    wait_for(lambda: "workers.tasks.enqueue_waiting_runs[" in short.log() and " succeeded in " in short.log(),
+             180, "a first recovery pass", log=lambda: (tmp_path / "beat.log").read_text() + short.log())
     yield {"beat": beat, "short": short, "tmp": tmp_path}
     short.stop()
     beat.terminate()

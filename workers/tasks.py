@@ -7,7 +7,7 @@ conditional UPDATE) and a re-delivered run resumes from its last checkpoint.
 import logging
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_process_init
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +65,21 @@ def warm_up():
     log.info("training worker warmed up (runs train in child processes)")
 
 
-@worker_init.connect
-def _warm_up_in_process(sender=None, **kwargs):
-    # Only where tasks run in this process (a prefork pool's children warm up in
-    # worker_process_init), and only on a worker that trains: the short tasks' worker
-    # (-Q default) needs no forkserver nor writer.
-    if "solo" in str(getattr(sender, "pool_cls", "")).lower() and _consumes_training_queues(sender):
+@worker_process_init.connect
+def _warm_up_in_process(**kwargs):
+    """Where tasks run: the worker itself with `-P solo` (its pool sends this signal in the worker's
+    own process), each child of a prefork pool. Only on a worker that trains: the short tasks'
+    worker (-Q default) needs no forkserver (torch, ~12 s of CPU and its memory) nor writer."""
+    if consumes_training_queues():
         _safely(warm_up)
 
 
-def _consumes_training_queues(worker) -> bool:
-    try:
-        queues = set(worker.app.amqp.queues.consume_from)
-    except AttributeError:
-        return True
+def consumes_training_queues(app=None) -> bool:
+    """Whether this worker takes training tasks (its -Q; every queue when none was selected)."""
+    from celery import current_app
+
+    queues = set((app or current_app).amqp.queues.consume_from or ())
     return not queues or bool(queues & {"cpu", "gpu"})
-
-
-@worker_process_init.connect
-def _warm_up_child(**kwargs):
-    _safely(warm_up)
 
 
 def _safely(fn):

@@ -91,6 +91,12 @@ def test_a_train_message_lost_from_redis_is_sent_again_within_a_minute(beat_and_
         assert (run.started_at - marked).total_seconds() >= 30  # ...but not before RUN_RESEND_AFTER (30 s)
         assert run.status == "succeeded"
         assert "message was lost" in beat_and_short_worker["short"].log()
+        # Only the training worker warmed up (a forkserver with torch, the MLflow writer); the short
+        # tasks' worker (-Q default) started no child process.
+        assert "training worker warmed up" in trainer.log()
+        short = beat_and_short_worker["short"]
+        assert "training worker warmed up" not in short.log()
+        assert subprocess.run(["pgrep", "-P", str(short.proc.pid)], capture_output=True, text=True).stdout == ""
     finally:
         trainer.stop()
 

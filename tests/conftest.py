@@ -104,13 +104,14 @@ class WorkerProcess:
         env = dict(os.environ, DATABASE_URL=f"sqlite:///{os.environ['VAR_DIR']}/test-db.sqlite3",
                    PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         log = open(self.log_path, "ab")
+        since = log.tell()  # a restarted worker's log goes on after its earlier "ready"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-P", "solo", "-Q", self.queues,
              "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: b"ready" in Path(self.log_path).read_bytes() or self.proc.poll() is not None,
+        wait_for(lambda: b"ready" in Path(self.log_path).read_bytes()[since:] or self.proc.poll() is not None,
                   60, "celery worker")
         if self.proc.poll() is not None:
             raise RuntimeError("celery worker exited:\n" + Path(self.log_path).read_text()[-3000:])
@@ -131,12 +132,50 @@ class WorkerProcess:
         return Path(self.log_path).read_text(errors="replace")
 
 
-@pytest.fixture
-def celery_worker_process(redis_server, transactional_db, tmp_path):
-    """A real worker consuming every queue, on the same (file) test database."""
-    worker = WorkerProcess("cpu,gpu,default", tmp_path / "worker.log").start()
+class WorkerSeenByOneTest:
+    """A module's shared worker as one test sees it: its log from that test's start on."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.since = Path(worker.log_path).stat().st_size
+
+    @property
+    def proc(self):
+        return self.worker.proc
+
+    def kill(self, sig=signal.SIGKILL):
+        self.worker.kill(sig)
+
+    def log(self):
+        with open(self.worker.log_path, "rb") as f:
+            f.seek(self.since)
+            return f.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def _module_worker(redis_server, django_db_setup, tmp_path_factory):
+    worker = WorkerProcess("cpu,gpu,default", tmp_path_factory.mktemp("worker") / "worker.log")
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(_module_worker, transactional_db):
+    """A real worker consuming every queue, on the same (file) test database.
+
+    The tests of a module take turns on one worker process: a start costs ~24 s of CPU here (Celery,
+    the MLflow writer, the forkserver importing torch), which the suite paid ~20 times over. It is
+    started at the first test that needs it (after that test's own fixtures, e.g. an environment),
+    started again after a test killed it, and stopped after a test that left a run queued or
+    running, so that no run trains into the next test."""
+    worker = _module_worker
+    if worker.proc is None or worker.proc.poll() is not None:
+        worker.start()
+    yield WorkerSeenByOneTest(worker)
+    from tracking.models import Run
+
+    if Run.objects.exclude(status__in=Run.FINAL).exists():
+        worker.stop()
 
 
 @pytest.fixture

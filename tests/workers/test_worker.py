@@ -1,13 +1,11 @@
 """A real redis-server, real Celery worker processes and the real MLflow SQLite store."""
 import os
-import signal
 import time
 from datetime import timedelta
 
 import pytest
 from celery import Celery
 
-from tests.conftest import WorkerProcess
 from tests.waiting import wait_for
 from tracking.models import Run
 from workers import dispatch
@@ -74,53 +72,6 @@ def test_stop_ends_a_run_within_5_seconds_with_a_checkpoint(celery_worker_proces
     assert run.status == "stopped" and "request" in run.status_reason and run.epoch < 5000
     assert mlflow_client.get_run(run.mlflow_run_id).info.status == "KILLED"
     assert [a.path for a in mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints")] == ["checkpoints/last.pt"]
-
-
-@pytest.fixture
-def checkpointing_worker(redis_server, transactional_db, tmp_path, monkeypatch):
-    """A worker that logs a checkpoint at an epoch end every 0.3 s (the default is 2 s)."""
-    monkeypatch.setenv("RUN_CHECKPOINT_SECONDS", "0.3")
-    worker = WorkerProcess("cpu,gpu,default", tmp_path / "worker.log").start()
-    yield worker
-    worker.stop()
-
-
-def test_a_run_of_a_killed_worker_resumes_from_its_checkpoint_with_nothing_lost_or_doubled(
-        checkpointing_worker, run_factory, mlflow_client, tmp_path):
-    celery_worker_process = checkpointing_worker
-    epochs = 80  # killed at its first checkpoint (~epoch 5): the replacement resumes well before the end
-    run = run_factory({"dataset": "digits", "epochs": epochs, "width": 128, "lr": 0.02})
-    enqueue_run(run.pk)
-    wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 60, "an MLflow run", log=celery_worker_process.log)
-    run.refresh_from_db()
-    # the checkpoint and the row's progress are written apart (progress a few times a second): wait for both
-    wait_for(lambda: mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints")
-             and Run.objects.get(pk=run.pk).epoch > 0, 60, "a checkpoint and progress past epoch 0",
-             log=celery_worker_process.log)
-    celery_worker_process.kill(signal.SIGKILL)
-    killed_at = Run.objects.get(pk=run.pk).epoch
-    assert 0 < killed_at < epochs
-    time.sleep(0.5)
-    assert status_of(run) == "running", Run.objects.get(pk=run.pk).status_reason
-
-    requeued, failed = recover_stalled_runs(timeout=timedelta(0))
-    assert (requeued, failed) == ([run.pk], [])
-    assert status_of(run) == "queued"
-    replacement = WorkerProcess("cpu,gpu,default", tmp_path / "replacement.log").start()
-    try:
-        wait_for(lambda: ended(run), 120, "end of the resumed run", log=replacement.log)
-    finally:
-        replacement.stop()
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.status_reason
-    assert run.attempts == 2
-    mlflow_run = mlflow_client.get_run(run.mlflow_run_id)
-    assert int(mlflow_run.data.tags["resumed_from_epoch"]) >= 1
-    spe = int(mlflow_run.data.tags["steps_per_epoch"])
-    for key in ("val_loss", "val_accuracy", "train_loss_epoch"):
-        assert steps(mlflow_client, run.mlflow_run_id, key) == list(range(1, epochs + 1))
-    assert steps(mlflow_client, run.mlflow_run_id, "train_loss") == list(range(epochs * spe))
-    assert "resumes from its checkpoint" in replacement.log()
 
 
 def test_a_run_queued_while_redis_is_down_stays_queued_and_is_sent_later(

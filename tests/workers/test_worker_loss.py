@@ -44,15 +44,16 @@ def test_a_killed_worker_s_run_shows_worker_lost_within_30_s_and_resumes_from_it
         beat_and_short_worker, run_factory, mlflow_client):
     tmp = beat_and_short_worker["tmp"]
     trainer = WorkerProcess("cpu", tmp / "trainer.log").start()
-    epochs = 80  # the kill comes at epoch 3 or so (each takes ~0.1 s): the replacement resumes well before the end
+    epochs = 80  # killed at its first checkpoint (~epoch 2; each takes ~0.1 s): the replacement resumes well before the end
     run = run_factory({"dataset": "digits", "epochs": epochs, "width": 128, "lr": 0.02})
     enqueue_run(run.pk)
     wait_for(lambda: Run.objects.get(pk=run.pk).mlflow_run_id, 90, "an MLflow run", log=trainer.log)
     run.refresh_from_db()
     wait_for(lambda: mlflow_client.list_artifacts(run.mlflow_run_id, "checkpoints")
-             and Run.objects.get(pk=run.pk).epoch >= 3, 90, "a checkpoint", log=trainer.log)
+             and Run.objects.get(pk=run.pk).epoch >= 1, 90, "a checkpoint", log=trainer.log)
     trainer.kill(signal.SIGKILL)
     killed = time.monotonic()
+    assert 0 < Run.objects.get(pk=run.pk).epoch < epochs
     wait_for(lambda: "worker lost, retrying" in Run.objects.get(pk=run.pk).status_reason, 40,
              "worker lost", log=beat_and_short_worker["short"].log)
     print(f"worker lost shown {time.monotonic() - killed:.1f} s after the kill")
@@ -71,8 +72,14 @@ def test_a_killed_worker_s_run_shows_worker_lost_within_30_s_and_resumes_from_it
     resumed_from = int(mlflow_client.get_run(run.mlflow_run_id).data.tags["resumed_from_epoch"])
     assert resumed_from >= 1  # from its checkpoint, not from epoch 0
     assert f"resumes from its checkpoint at epoch {resumed_from}" in replacement.log()
-    val = sorted(m.step for m in mlflow_client.get_metric_history(run.mlflow_run_id, "val_loss"))
-    assert val == list(range(1, epochs + 1))
+    # nothing lost or logged twice: every epoch's and every step's point once
+    def steps(key):
+        return sorted(m.step for m in mlflow_client.get_metric_history(run.mlflow_run_id, key))
+
+    for key in ("val_loss", "val_accuracy", "train_loss_epoch"):
+        assert steps(key) == list(range(1, epochs + 1)), key
+    spe = int(mlflow_client.get_run(run.mlflow_run_id).data.tags["steps_per_epoch"])
+    assert steps("train_loss") == list(range(epochs * spe))
 
 
 @pytest.mark.timeout(600)

@@ -65,20 +65,30 @@ def warm_up():
     log.info("training worker warmed up (runs train in child processes)")
 
 
+def warm_up_store():
+    """Open the MLflow store (MLflow's import and its SQL store, ~4 s here) before the first task,
+    for the short tasks' worker: its analyses read the runs' metrics from it."""
+    from django.conf import settings
+
+    from workers.mlflow_logging import make_client
+
+    make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
+    log.info("short-task worker warmed up (MLflow store open)")
+
+
 @worker_process_init.connect
 def _warm_up_in_process(**kwargs):
     """Where tasks run: the worker itself with `-P solo` (its pool sends this signal in the worker's
-    own process), each child of a prefork pool. Only on a worker that trains: the short tasks'
-    worker (-Q default) needs no forkserver (torch, ~12 s of CPU and its memory) nor writer."""
-    if consumes_training_queues():
-        _safely(warm_up)
+    own process), each child of a prefork pool. The forkserver (torch, ~12 s of CPU and its memory)
+    and the writer only on a worker that trains; the short tasks' worker (-Q default) opens the store."""
+    _safely(warm_up if consumes_training_queues() else warm_up_store)
 
 
-def consumes_training_queues(app=None) -> bool:
+def consumes_training_queues() -> bool:
     """Whether this worker takes training tasks (its -Q; every queue when none was selected)."""
     from celery import current_app
 
-    queues = set((app or current_app).amqp.queues.consume_from or ())
+    queues = set(current_app.amqp.queues.consume_from or ())
     return not queues or bool(queues & {"cpu", "gpu"})
 
 

@@ -102,7 +102,7 @@ def test_a_train_message_lost_from_redis_is_sent_again_within_a_minute(beat_and_
         # tasks' worker (-Q default) started no child process.
         assert "training worker warmed up" in trainer.log()
         short = beat_and_short_worker["short"]
-        assert "training worker warmed up" not in short.log()
+        assert "training worker warmed up" not in short.log() and "short-task worker warmed up" in short.log()
         assert subprocess.run(["pgrep", "-P", str(short.proc.pid)], capture_output=True, text=True).stdout == ""
     finally:
         trainer.stop()

@@ -111,7 +111,7 @@ class WorkerProcess:
              "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: b"ready" in Path(self.log_path).read_bytes()[since:] or self.proc.poll() is not None,
+        wait_for(lambda: "ready" in self.log(since) or self.proc.poll() is not None,
                   60, "celery worker")
         if self.proc.poll() is not None:
             raise RuntimeError("celery worker exited:\n" + Path(self.log_path).read_text()[-3000:])
@@ -128,8 +128,11 @@ class WorkerProcess:
         an empty broker."""
         self.kill(signal.SIGKILL)
 
-    def log(self):
-        return Path(self.log_path).read_text(errors="replace")
+    def log(self, since=0):
+        """Its output, from byte `since` on."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
 
 
 class WorkerSeenByOneTest:
@@ -147,9 +150,7 @@ class WorkerSeenByOneTest:
         self.worker.kill(sig)
 
     def log(self):
-        with open(self.worker.log_path, "rb") as f:
-            f.seek(self.since)
-            return f.read().decode(errors="replace")
+        return self.worker.log(self.since)
 
 
 @pytest.fixture(scope="module")

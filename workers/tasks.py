@@ -57,22 +57,26 @@ def warm_up():
     from django.conf import settings
 
     from workers.isolation import warm_up as start_forkserver
-    from workers.mlflow_logging import make_client, shared_writer
+    from workers.mlflow_logging import shared_writer
 
-    make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
+    _open_store()
     shared_writer(settings.MLFLOW_TRACKING_URI)
     start_forkserver()  # last: its imports run beside the worker's start, not before it
     log.info("training worker warmed up (runs train in child processes)")
 
 
-def warm_up_store():
-    """Open the MLflow store (MLflow's import and its SQL store, ~4 s here) before the first task,
-    for the short tasks' worker: its analyses read the runs' metrics from it."""
+def _open_store():
+    """MLflow's import and its SQL store (~4 s here), once, before the first task."""
     from django.conf import settings
 
     from workers.mlflow_logging import make_client
 
     make_client(settings.MLFLOW_TRACKING_URI).search_experiments(max_results=1)
+
+
+def warm_up_store():
+    """The short tasks' worker: its analyses read the runs' metrics from the MLflow store."""
+    _open_store()
     log.info("short-task worker warmed up (MLflow store open)")
 
 

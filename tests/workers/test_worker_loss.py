@@ -2,6 +2,7 @@
 was killed (kill -9) shows "worker lost, retrying" within 30 s and resumes from its checkpoint on
 the next free worker; a queued run whose message was lost from Redis is sent again within a minute."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def beat_and_short_worker(redis_server, transactional_db, tmp_path, monkeypatch)
     short = WorkerProcess("default", tmp_path / "short.log").start()
     # The schedule is running once the short worker has run one of beat's recovery passes: the timings
     # below are the running system's, not its start-up's (over a minute on a loaded CI machine).
-    wait_for(lambda: "workers.tasks.enqueue_waiting_runs[" in short.log() and " succeeded in " in short.log(),
+    wait_for(lambda: re.search(r"workers\.tasks\.enqueue_waiting_runs\[.*\] succeeded in ", short.log()),
              180, "a first recovery pass", log=lambda: (tmp_path / "beat.log").read_text() + short.log())
     yield {"beat": beat, "short": short, "tmp": tmp_path}
     short.stop()

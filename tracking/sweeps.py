@@ -13,6 +13,7 @@ trial is asked after it.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import optuna
@@ -23,6 +24,8 @@ from django.utils import timezone
 from .config import ConfigError, validate_config
 from .models import Run, Sweep, Trial
 from .services import run_create, run_limits_check, run_request_stop
+
+logger = logging.getLogger(__name__)
 
 SWEEPABLE = {  # param -> the kind of range it takes
     "lr": "float", "weight_decay": "float", "momentum": "float", "dropout": "float",
@@ -221,14 +224,19 @@ def on_run_ended(run_id: int) -> bool:
     ok = trial.run.status == Run.Status.SUCCEEDED and value is not None and math.isfinite(value)
     stopped = not ok and trial.run.status == Run.Status.STOPPED
     state = Trial.State.COMPLETE if ok else Trial.State.STOPPED if stopped else Trial.State.FAILED
-    if not Trial.objects.filter(pk=trial.pk, state=Trial.State.RUNNING).update(
-            state=state, value=value if ok else None):
-        return False
-    study = study_for(trial.sweep, trial.stage)
-    if ok:
-        study.tell(trial.number, value)
-    else:
-        study.tell(trial.number, state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL)
+    # The claim and the tell commit together: no reader sees the trial told here and still running
+    # in the study, and a tell that fails leaves the trial running for advance_pending to retry
+    # (skip_if_finished: a tell that landed before a failed commit is not an error the next time).
+    with transaction.atomic():
+        if not Trial.objects.filter(pk=trial.pk, state=Trial.State.RUNNING).update(
+                state=state, value=value if ok else None):
+            return False
+        study = study_for(trial.sweep, trial.stage)
+        if ok:
+            study.tell(trial.number, value, skip_if_finished=True)
+        else:
+            study.tell(trial.number, state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL,
+                       skip_if_finished=True)
     advance(trial.sweep.pk)
     return True
 
@@ -252,7 +260,10 @@ def sweep_stop(*, sweep: Sweep, user) -> bool:
         if best is not None:
             Sweep.objects.filter(pk=sweep.pk).update(best_run_id=best.run_id)
     for run in runs:  # the queued runs just ended (and runs ended but not told yet): tell the study
-        on_run_ended(run.pk)
+        try:
+            on_run_ended(run.pk)
+        except Exception:  # the stop is committed; the periodic catch-up tells the study later
+            logger.exception("sweep %s: telling the study that run %s ended failed", sweep.pk, run.pk)
     sweep.refresh_from_db()
     return True
 

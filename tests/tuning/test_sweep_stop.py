@@ -79,6 +79,28 @@ def test_stopping_a_running_sweep_stops_its_runs_and_asks_no_further_trial(clien
     assert all(r.name in listed for r in (training, *queued))
 
 
+def test_a_stop_while_the_study_store_fails_still_stops_and_the_catch_up_tells_the_study(
+        client, team_users, sweep, monkeypatch):
+    real_tell = optuna.Study.tell
+
+    def failing_tell(self, *args, **kwargs):
+        raise optuna.exceptions.StorageInternalError("store unreachable")
+
+    monkeypatch.setattr(optuna.Study, "tell", failing_tell)
+    client.force_login(team_users["member"])
+    response = client.post(f"/sweeps/{sweep.pk}/stop/", follow=True)
+    assert response.status_code == 200 and "Sweep stopped" in response.content.decode()
+    done, training, *queued = trial_runs(sweep)
+    assert all(r.status == Run.Status.STOPPED for r in queued) and training.stop_requested
+    trials = list(sweep.trials.order_by("number"))
+    assert [t.state for t in trials] == ["complete", "running", "running", "running"]  # not told yet
+    monkeypatch.setattr(optuna.Study, "tell", real_tell)
+    assert sweeps.advance_pending() == 2
+    assert [t.state for t in sweep.trials.order_by("number")] == ["complete", "running", "stopped", "stopped"]
+    states = study_states(sweep)
+    assert states[trials[2].number] == states[trials[3].number] == PRUNED
+
+
 def test_the_running_sweep_page_offers_a_stop_button_posting_with_csrf(client, team_users, sweep):
     client.force_login(team_users["admin"])
     html = client.get(f"/sweeps/{sweep.pk}/").content.decode()

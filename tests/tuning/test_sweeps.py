@@ -95,6 +95,30 @@ def test_the_sweep_ends_with_its_best_run_after_stage_two(team_users):
     assert "0.5" in sweep.stop_reason
 
 
+def test_a_tell_that_fails_leaves_the_trial_running_and_the_catch_up_tells_it(team_users, monkeypatch):
+    """The trial's claim and the study's tell commit together: a store error in the tell leaves the
+    trial running (not "complete" in Runwise and running in the study), and the periodic catch-up
+    tells it once the store answers again."""
+    sweep = create(team_users, stage1_trials=2, stage2_trials=2)
+    first = sweep.trials.order_by("number").first()
+    real_tell = optuna.Study.tell
+
+    def failing_tell(self, *args, **kwargs):
+        raise optuna.exceptions.StorageInternalError("store unreachable")
+
+    monkeypatch.setattr(optuna.Study, "tell", failing_tell)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        end(first, 0.8)
+    first.refresh_from_db()
+    assert first.state == Trial.State.RUNNING and first.value is None
+    monkeypatch.setattr(optuna.Study, "tell", real_tell)
+    assert sweeps.advance_pending() == 1
+    first.refresh_from_db()
+    assert first.state == Trial.State.COMPLETE and first.value == 0.8
+    study = optuna.load_study(study_name=sweep.study_name(1), storage=sweeps.storage_url())
+    assert {t.number: t.state for t in study.trials}[first.number] == optuna.trial.TrialState.COMPLETE
+
+
 def test_a_best_value_on_the_border_of_its_range_is_flagged(team_users):
     sweep = create(team_users, stage1_trials=3)
     trials = list(sweep.trials.all())

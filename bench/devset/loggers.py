@@ -34,10 +34,12 @@ circles close together and a 2-blob make_blobs/20 with wide blobs (09:06 UTC); a
 make_classification/21 with classes far apart, a make_moons/22 with much noise and a 3-class
 make_gaussian_quantiles/23 in 3 features (plain only) (09:17 UTC); a 3-class make_classification/24 with
 5 informative features of 30 and 5% flipped labels, a 6-blob make_blobs/25 and a make_circles/26 with
-much noise (plain only) (13:53 UTC). Held out (the ninth part): a 4-blob make_blobs/27 in 3 features, a
-2-class make_classification/28 with 20% flipped labels (every library) and a 5-class
-make_gaussian_quantiles/29 in 8 features (plain), trained with --train-only on 2 Dec at 14:00 UTC;
-measured once, then examined and moved to dev.
+much noise (plain only) (13:53 UTC); a 4-blob make_blobs/27 in 3 features, a 2-class
+make_classification/28 with 20% flipped labels and a 5-class make_gaussian_quantiles/29 in 8 features
+(plain only) (14:04 UTC). Held out (the tenth part): a 4-class make_classification/30 with 7
+informative and 3 redundant features of 14, classes close together (class_sep 0.8), a make_moons/31
+with moderate noise (every library) and an 8-blob make_blobs/32 in 6 features (plain), trained with
+--train-only on 2 Dec; measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -72,18 +74,19 @@ PARTS = ("dev", "held-out")
 _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4),
              ("hastie", 6), ("classification5", 7), ("sep", 9), ("quantiles2", 10), ("redundant", 12), ("blobs5c", 13),
              ("imbalanced", 15), ("moons_narrow", 16), ("classification6", 18), ("circles_wide", 19), ("separated4", 21),
-             ("moons_noisy", 22), ("sparse3", 24), ("blobs6", 25))
+             ("moons_noisy", 22), ("sparse3", 24), ("blobs6", 25), ("blobs_tight", 27), ("flipped20", 28))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
                       ("blobs3", 11), ("redundant", 12), ("blobs5c", 13), ("clusters", 14), ("imbalanced", 15),
                       ("moons_narrow", 16), ("quantiles4", 17), ("classification6", 18), ("circles_wide", 19),
                       ("blobs2", 20), ("separated4", 21), ("moons_noisy", 22), ("quantiles3", 23),
-                      ("sparse3", 24), ("blobs6", 25), ("circles_noisy", 26)),
+                      ("sparse3", 24), ("blobs6", 25), ("circles_noisy", 26), ("blobs_tight", 27),
+                      ("flipped20", 28), ("quantiles5", 29)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("blobs_tight", 27), ("flipped20", 28), ("quantiles5", 29)),
-                 "lightning": (("blobs_tight", 27), ("flipped20", 28)),
-                 "hf": (("blobs_tight", 27), ("flipped20", 28))}
+HELD_OUT_DATA = {"plain": (("informative4", 30), ("moons_mid", 31), ("blobs8", 32)),
+                 "lightning": (("informative4", 30), ("moons_mid", 31)),
+                 "hf": (("informative4", 30), ("moons_mid", 31))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -158,6 +161,10 @@ GENERATED = {
     "blobs_tight": ("make_blobs", dict(n_features=3, centers=4, cluster_std=1.5)),
     "flipped20": ("make_classification", dict(n_features=8, n_informative=5, n_classes=2, flip_y=0.2)),
     "quantiles5": ("make_gaussian_quantiles", dict(n_features=8, n_classes=5)),
+    "informative4": ("make_classification", dict(n_features=14, n_informative=7, n_redundant=3, n_classes=4,
+                                                 class_sep=0.8)),
+    "moons_mid": ("make_moons", dict(noise=0.22)),
+    "blobs8": ("make_blobs", dict(n_features=6, centers=8, cluster_std=2.0)),
 }
 
 def load_data(name: str, seed: int, train_subset: Optional[int] = None):

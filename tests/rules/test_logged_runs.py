@@ -102,6 +102,10 @@ def test_lightning_runs_are_named_right(regime, expected, capsys):
         assert 1 <= d["epochs"][0] <= d["epochs"][1] <= epochs, d
     if expected == "healthy":
         assert all(r["confidence"] < 0.5 for r in answer["recommendations"])
+    elif expected == "overfitting":
+        # the minimum came early (20 epochs on 48 examples) and rose for ~15: a cure is an even bet there
+        # (rules.early_minimum_factor); it still comes first
+        assert answer["recommendations"][0]["confidence"] >= 0.3
     else:
         assert answer["recommendations"][0]["confidence"] >= 0.5
     if expected == "overfitting":
@@ -179,6 +183,8 @@ def test_hugging_face_trainer_runs_are_named_right(regime, expected, capsys, tmp
     recs = answer["recommendations"]
     if expected == "healthy":
         assert all(r["confidence"] < 0.5 for r in recs)
+    elif expected == "overfitting":  # an early minimum and a short rise: an even bet, still first
+        assert recs[0]["confidence"] >= 0.3 and recs[0]["diagnosis"] == "overfitting", recs
     else:
         assert recs[0]["confidence"] >= 0.5
     if expected == "diverging":  # computed from the logged learning_rate param, not a default

@@ -36,10 +36,12 @@ make_gaussian_quantiles/23 in 3 features (plain only) (09:17 UTC); a 3-class mak
 5 informative features of 30 and 5% flipped labels, a 6-blob make_blobs/25 and a make_circles/26 with
 much noise (plain only) (13:53 UTC); a 4-blob make_blobs/27 in 3 features, a 2-class
 make_classification/28 with 20% flipped labels and a 5-class make_gaussian_quantiles/29 in 8 features
-(plain only) (14:04 UTC). Held out (the tenth part): a 4-class make_classification/30 with 7
-informative and 3 redundant features of 14, classes close together (class_sep 0.8), a make_moons/31
-with moderate noise (every library) and an 8-blob make_blobs/32 in 6 features (plain), trained with
---train-only on 2 Dec; measured once, then examined and moved to dev.
+(plain only) (14:04 UTC); a 4-class make_classification/30 with 7 informative and 3 redundant
+features of 14, classes close together (class_sep 0.8), a make_moons/31 with moderate noise and an
+8-blob make_blobs/32 in 6 features (plain only) (23:00 UTC). Held out (the eleventh part): an
+8-class make_classification/33 with 10 informative features of 20, a make_circles/34 with moderate
+noise (every library) and a 3-blob make_blobs/35 in 10 features with wide blobs (plain), trained
+with --train-only on 2 Dec at 23:10 UTC; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -74,7 +76,8 @@ PARTS = ("dev", "held-out")
 _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("circles", 4), ("quantiles", 4),
              ("hastie", 6), ("classification5", 7), ("sep", 9), ("quantiles2", 10), ("redundant", 12), ("blobs5c", 13),
              ("imbalanced", 15), ("moons_narrow", 16), ("classification6", 18), ("circles_wide", 19), ("separated4", 21),
-             ("moons_noisy", 22), ("sparse3", 24), ("blobs6", 25), ("blobs_tight", 27), ("flipped20", 28))
+             ("moons_noisy", 22), ("sparse3", 24), ("blobs6", 25), ("blobs_tight", 27), ("flipped20", 28),
+             ("informative4", 30), ("moons_mid", 31))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -82,11 +85,12 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("moons_narrow", 16), ("quantiles4", 17), ("classification6", 18), ("circles_wide", 19),
                       ("blobs2", 20), ("separated4", 21), ("moons_noisy", 22), ("quantiles3", 23),
                       ("sparse3", 24), ("blobs6", 25), ("circles_noisy", 26), ("blobs_tight", 27),
-                      ("flipped20", 28), ("quantiles5", 29)),
+                      ("flipped20", 28), ("quantiles5", 29), ("informative4", 30), ("moons_mid", 31),
+                      ("blobs8", 32)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("informative4", 30), ("moons_mid", 31), ("blobs8", 32)),
-                 "lightning": (("informative4", 30), ("moons_mid", 31)),
-                 "hf": (("informative4", 30), ("moons_mid", 31))}
+HELD_OUT_DATA = {"plain": (("classification8", 33), ("circles_mid", 34), ("blobs_far", 35)),
+                 "lightning": (("classification8", 33), ("circles_mid", 34)),
+                 "hf": (("classification8", 33), ("circles_mid", 34))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -165,6 +169,9 @@ GENERATED = {
                                                  class_sep=0.8)),
     "moons_mid": ("make_moons", dict(noise=0.22)),
     "blobs8": ("make_blobs", dict(n_features=6, centers=8, cluster_std=2.0)),
+    "classification8": ("make_classification", dict(n_features=20, n_informative=10, n_classes=8, class_sep=1.2)),
+    "circles_mid": ("make_circles", dict(noise=0.2, factor=0.6)),
+    "blobs_far": ("make_blobs", dict(n_features=10, centers=3, cluster_std=6.0)),
 }
 
 def load_data(name: str, seed: int, train_subset: Optional[int] = None):

@@ -309,7 +309,13 @@ def _finish(sweep, state, reason, best_run_id=None) -> str:
 def advance_pending() -> int:
     """Tell every ended trial not told yet (for a periodic task: idempotent). Returns how many."""
     ended = Trial.objects.filter(state=Trial.State.RUNNING, run__status__in=Run.FINAL).values_list("run_id", flat=True)
-    return sum(on_run_ended(run_id) for run_id in list(ended))
+    told = 0
+    for run_id in list(ended):
+        try:
+            told += on_run_ended(run_id)
+        except Exception:  # one trial's store error does not hold back the others; the next round retries it
+            logger.exception("telling the study that run %s ended failed", run_id)
+    return told
 
 
 # ---------------------------------------------------------------- reads for the sweep page

@@ -111,6 +111,9 @@ def test_a_tell_that_fails_leaves_the_trial_running_and_the_catch_up_tells_it(te
         end(first, 0.8)
     first.refresh_from_db()
     assert first.state == Trial.State.RUNNING and first.value is None
+    assert sweeps.advance_pending() == 0  # the store still fails: logged, nothing lost, nothing raised
+    first.refresh_from_db()
+    assert first.state == Trial.State.RUNNING
     monkeypatch.setattr(optuna.Study, "tell", real_tell)
     assert sweeps.advance_pending() == 1
     first.refresh_from_db()

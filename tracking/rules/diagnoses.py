@@ -558,7 +558,7 @@ def _not_converged(f: Features):
     if in_progress:
         ev += " (run in progress)"
     return Diagnosis("not_converged", sev, ev, [f.epoch(q), f.epoch(n - 1)],
-                     {"late_share": share, "annealed": f.annealed})
+                     {"late_share": share, "annealed": f.annealed, "late_gain": m.late_gain})
 
 
 def _underfitting(f: Features):

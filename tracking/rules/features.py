@@ -290,6 +290,11 @@ class CurveShape:
     flat_since: int  # index from which the curve stays within 5% of the total descent of its end
     up_share: float = 0.0  # share of epochs whose value rose at all (0 on a monotone descent)
     swing: float = 0.0  # RMS of the residual around the smooth curve (later 80%), relative to its whole descent
+    # how much the best of the run's later part beat the best before it, relative to it (raw values):
+    # the second half's over the first half's, or twice the last quarter's over the rest (a quarter is
+    # half as long), whichever is larger
+    late_gain: float = 1.0
+    half_snr: float = np.inf  # the second half's gain in units of the RMS residual around the smooth trend
 
 
 def shape(x: np.ndarray, floor: float) -> CurveShape | None:
@@ -320,10 +325,21 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     far = np.nonzero(np.abs(s - s[-1]) > tol)[0]
     flat_since = int(far[-1] + 1) if far.size else 0
     raw_argmin = int(np.nanargmin(fx))
+    late_gain, half_snr, h, k = 1.0, np.inf, n // 2, n - max(2, n // 4)
+    if n >= 4 and finite[:h].any() and finite[h:].any():
+        first_best, second_best = np.nanmin(fx[:h]), np.nanmin(fx[h:])
+        gain = float(first_best - second_best)
+        late_gain = gain / (abs(first_best) + floor)
+        if finite[:k].any() and finite[k:].any():
+            before = np.nanmin(fx[:k])
+            late_gain = max(late_gain, 2.0 * float(before - np.nanmin(fx[k:])) / (abs(before) + floor))
+        rms = float(np.sqrt(np.mean(absolute ** 2))) if absolute.size else 0.0
+        half_snr = gain / rms if rms > 1e-9 * (abs(first_best) + floor) else (np.inf if gain > 0 else 0.0)
     return CurveShape(raw=x, smooth=s, first=float(s[0]), last=float(s[-1]), min=smin, argmin=argmin,
                       raw_min=float(fx[raw_argmin]), raw_argmin=raw_argmin, late_share=late_share,
                       rise_from_min=float((s[-1] - smin) / (abs(smin) + floor)), jitter=jitter,
-                      big_ups=big_ups, flat_since=flat_since, up_share=up_share, swing=swing)
+                      big_ups=big_ups, flat_since=flat_since, up_share=up_share, swing=swing,
+                      late_gain=late_gain, half_snr=half_snr)
 
 
 @dataclass

@@ -619,3 +619,30 @@ def test_dropout_in_its_usual_range_is_no_confident_cure_for_a_train_loss_above_
     run["config"]["dropout"] = 0.85
     lower = recommendation(advise(run), "underfitting.lower_dropout")
     assert lower is not None and lower["confidence"] >= 0.5, lower
+
+
+def test_a_first_step_loss_logged_after_some_updates_is_no_untrained_level_to_call_a_collapse_against():
+    # SGD lr 0.5 (high for SGD), momentum 0.9, a 16-unit net on make_moons, polished by retraining (a
+    # recorded Lightning run: train_loss_step every 5 steps from step 4, 10 steps an epoch). The first
+    # logged step loss, 0.229, came after 5 updates; the best val_loss 0.151 is 66% of it, which read as
+    # "never left the untrained level: collapsed" (0.57), though val accuracy was 87-96% throughout.
+    # lr 0.01 made best val_loss 89% worse
+    step = [0.2289, 1.0008, 0.2732, 0.2927, 0.1081, 0.0738, 0.1538, 0.1183, 0.3225, 0.08, 0.1517, 0.4833,
+            0.745, 1.3162, 0.1754, 0.1209, 0.2681, 0.3801, 0.3785, 0.109, 0.2076, 0.4372, 0.1235, 0.0851]
+    epoch = [0.4442, 0.3507, 0.2868, 0.2163, 0.1908, 0.1626, 0.3189, 0.2106, 0.2094, 0.2361, 0.2096, 0.1768]
+    val = [0.3484, 0.3652, 0.2098, 0.1915, 0.1509, 0.1945, 0.2467, 0.2061, 0.1807, 0.2412, 0.1993, 0.1676]
+    acc = [0.8722, 0.8556, 0.9389, 0.9056, 0.9556, 0.9556, 0.9333, 0.9278, 0.9278, 0.9167, 0.9222, 0.9333]
+    run = {"config": {"lr": 0.5, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 32, "epochs": 12,
+                      "optimizer": "sgd"},
+           "metrics": {"train_loss_step": [[4 + 5 * i, v] for i, v in enumerate(step)],
+                       "train_loss_epoch": [[9 + 10 * i, v] for i, v in enumerate(epoch)],
+                       "val_loss": [[9 + 10 * i, v] for i, v in enumerate(val)],
+                       "val_acc": [[9 + 10 * i, v] for i, v in enumerate(acc)],
+                       "epoch": [[9 + 10 * i, float(i)] for i in range(12)]},
+           "steps_per_epoch": None, "status": "finished"}
+    answer = advise(run)
+    assert all("collapsed" not in d["evidence"] for d in answer["diagnoses"]), answer["diagnoses"]
+    assert all(r["confidence"] < 0.5 for r in answer["recommendations"]), answer["recommendations"][0]
+    # the same curves logged from step 0, where 0.229 is the untrained loss: a collapse at that LR
+    run["metrics"]["train_loss_step"] = [[5 * i, v] for i, v in enumerate(step)]
+    assert any("collapsed" in d["evidence"] for d in advise(run)["diagnoses"])

@@ -104,6 +104,16 @@ def lr_is_low(config: dict) -> float:
     return 1.0 - ramp(x, -4.0, -3.3)
 
 
+def _logged_before_any_update(f: Features) -> bool:
+    """The first finite train step loss was logged before any update (step 0; 1 for a logger counting
+    from 1): the untrained loss itself, as our trainer logs it."""
+    steps = f.curves.train_steps
+    if steps is None:
+        return False
+    finite = np.isfinite(steps.values)
+    return bool(finite.any() and steps.steps[int(np.argmax(finite))] <= 1)
+
+
 def _collapsed(f: Features):
     """The loss never left the untrained level, with a learning rate known to be too large:
     training collapsed (dead units, saturated outputs) rather than diverging visibly."""
@@ -118,6 +128,10 @@ def _collapsed(f: Features):
         # the val accuracy climbed 10 points or more after the start: the units did not die, the model
         # learned; a loss still high against ln C is what the data allows at this LR (a hard problem)
         return None
+    if not f.classes and not _logged_before_any_update(f):
+        # the first logged step came after some updates (Lightning's log_every_n_steps, the Trainer's
+        # logging_steps), maybe far below the untrained level: measure from the first epoch too
+        init = max(init, float(m.raw[np.isfinite(m.raw)][0]))
     best = m.raw_min / init
     stuck = ramp(best, 0.5, 0.75)
     high = lr_is_high(f.config)

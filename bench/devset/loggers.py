@@ -193,6 +193,7 @@ GENERATED = {
     "quantiles3b": ("make_gaussian_quantiles", dict(n_features=4, n_classes=3)),
 }
 
+
 def load_data(name: str, seed: int, train_subset: Optional[int] = None):
     """(x_train, y_train, x_val, y_val, classes) as float32/int64 tensors, standardised on train."""
     import numpy as np

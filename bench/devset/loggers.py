@@ -44,11 +44,13 @@ features with wide blobs (plain only) (03:10 UTC on 3 Dec); a 3-class make_class
 informative and 4 repeated features of 12, a make_moons/37 with noise 0.26 and a 4-class
 make_gaussian_quantiles/38 in 7 features (plain only) (03:20 UTC); a 5-class make_classification/39
 with 8 informative features of 16 and 3% flipped labels, a make_circles/40 with noise 0.18 and
-factor 0.55 and a 5-blob make_blobs/41 in 8 features (plain only) (03:32 UTC). Held out (the
-fourteenth part): a 2-class make_classification/42 with 6 informative features of 10 and classes
-close together (class_sep 0.7), a make_moons/43 with noise 0.18 (every library) and a 3-class
-make_gaussian_quantiles/44 in 4 features (plain), trained with --train-only on 3 Dec; to be measured
-once, then examined and moved to dev.
+factor 0.55 and a 5-blob make_blobs/41 in 8 features (plain only) (03:32 UTC); a 2-class
+make_classification/42 with 6 informative features of 10 and classes close together (class_sep
+0.7), a make_moons/43 with noise 0.18 and a 3-class make_gaussian_quantiles/44 in 4 features (plain
+only) (04:00 UTC, the same engine as the thirteenth). Held out (the fifteenth part): a 4-class
+make_classification/45 with 5 informative and 2 redundant features of 9, a make_circles/46 with
+noise 0.12 and factor 0.65 (every library) and a 4-blob make_blobs/47 in 12 features (plain), trained
+with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -85,7 +87,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("imbalanced", 15), ("moons_narrow", 16), ("classification6", 18), ("circles_wide", 19), ("separated4", 21),
              ("moons_noisy", 22), ("sparse3", 24), ("blobs6", 25), ("blobs_tight", 27), ("flipped20", 28),
              ("informative4", 30), ("moons_mid", 31), ("classification8", 33), ("circles_mid", 34),
-             ("repeated", 36), ("moons_26", 37), ("classification5f", 39), ("circles_55", 40))
+             ("repeated", 36), ("moons_26", 37), ("classification5f", 39), ("circles_55", 40),
+             ("close2", 42), ("moons_18", 43))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -96,11 +99,11 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("flipped20", 28), ("quantiles5", 29), ("informative4", 30), ("moons_mid", 31),
                       ("blobs8", 32), ("classification8", 33), ("circles_mid", 34), ("blobs_far", 35),
                       ("repeated", 36), ("moons_26", 37), ("quantiles7", 38), ("classification5f", 39),
-                      ("circles_55", 40), ("blobs5_8", 41)),
+                      ("circles_55", 40), ("blobs5_8", 41), ("close2", 42), ("moons_18", 43), ("quantiles3b", 44)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("close2", 42), ("moons_18", 43), ("quantiles3b", 44)),
-                 "lightning": (("close2", 42), ("moons_18", 43)),
-                 "hf": (("close2", 42), ("moons_18", 43))}
+HELD_OUT_DATA = {"plain": (("classification4r", 45), ("circles_65", 46), ("blobs4_12", 47)),
+                 "lightning": (("classification4r", 45), ("circles_65", 46)),
+                 "hf": (("classification4r", 45), ("circles_65", 46))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -191,6 +194,9 @@ GENERATED = {
     "close2": ("make_classification", dict(n_features=10, n_informative=6, n_classes=2, class_sep=0.7)),
     "moons_18": ("make_moons", dict(noise=0.18)),
     "quantiles3b": ("make_gaussian_quantiles", dict(n_features=4, n_classes=3)),
+    "classification4r": ("make_classification", dict(n_features=9, n_informative=5, n_redundant=2, n_classes=4)),
+    "circles_65": ("make_circles", dict(noise=0.12, factor=0.65)),
+    "blobs4_12": ("make_blobs", dict(n_features=12, centers=4, cluster_std=5.0)),
 }
 
 

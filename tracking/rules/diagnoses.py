@@ -76,6 +76,12 @@ def _log_lr(config: dict):
     return opt, math.log10(lr)
 
 
+def _log(x: float, base: float = math.e) -> float:
+    """log of a ratio of losses; -inf where it is not positive (a loss that went below zero, e.g. a
+    negative log-likelihood of a density: the ratios this engine reads mean nothing there)."""
+    return math.log(x, base) if x > 0 and math.isfinite(x) else (math.inf if x == math.inf else -math.inf)
+
+
 def lr_is_high(config: dict) -> float:
     """0..1: how far the LR is above the usual stable range of its optimizer (prior knowledge:
     SGD's effective step lr/(1-momentum) rarely trains above ~1, Adam-like ones above ~0.01)."""
@@ -332,7 +338,7 @@ def _diverging_curve(f: Features):
         # zero to a few times that is a large ratio and a small loss of progress (a memorised training
         # set knocked about by a step), while a divergence gives back most of the descent
         lost = _lost_share(sh, f.curves.initial_loss, f.floor)
-        sev = max(ramp(math.log(ratio), math.log(1.3), math.log(2.2)) * ramp(lost, 0.2, 0.5),
+        sev = max(ramp(_log(ratio), math.log(1.3), math.log(2.2)) * ramp(lost, 0.2, 0.5),
                   ramp(above_start, -0.05, 0.3) if sh.argmin < len(sh.raw) - 1 and ratio > 1.15 else 0.0)
         if (name == "val_loss" and f.train is not None
                 and (f.train.rise_from_min < 0.1 or _lost_share(f.train, f.curves.initial_loss, f.floor) < 0.15)):
@@ -442,10 +448,10 @@ def _overfitting(f: Features):
         if t_fall < -0.1:
             return None  # train rising too: not overfitting
         tiny = 0.05 * f.floor
-        gap = math.log10((v.last + tiny) / (max(f.train.last, 0.0) + tiny))  # val over train, in decades
+        gap = _log((v.last + tiny) / (max(f.train.last, 0.0) + tiny), 10)  # val over train, in decades
         u = f.untrained if np.isfinite(f.untrained) and f.untrained > 0 else abs(f.train.first) + f.floor
         # train loss near zero: the training set is memorised
-        memorised = ramp(-math.log10(max(f.train.last, 1e-12) / u), 1.0, 2.0)
+        memorised = ramp(-_log(max(f.train.last, 1e-12) / u, 10), 1.0, 2.0)
     # measured on the val rise and the train/val gap (a train loss already near zero cannot fall much more)
     if t_fall is None:
         factor = 0.85 * (0.5 if accuracy_kept_rising(f) else 1.0)
@@ -504,9 +510,9 @@ def _memorising(f: Features):
     if v_gain > 0.05 or gap < 2:
         return None
     # train_loss kept falling after val stopped, or was already ~0 (memorised) while val stayed far above it
-    falling = ramp(math.log2(t_ratio), 0.6, 2.0) if t_ratio >= 1.5 else 0.0
-    at_zero = ramp(-math.log10(memorised + 1e-12), 2.0, 3.0) * ramp(math.log10(gap), 1.5, 2.5)
-    sev = 0.8 * max(falling, at_zero) * ramp(stalled_share, 0.15, 0.4) * ramp(math.log10(gap), 0.3, 1.0)
+    falling = ramp(_log(t_ratio, 2), 0.6, 2.0) if t_ratio >= 1.5 else 0.0
+    at_zero = ramp(-_log(memorised + 1e-12, 10), 2.0, 3.0) * ramp(_log(gap, 10), 1.5, 2.5)
+    sev = 0.8 * max(falling, at_zero) * ramp(stalled_share, 0.15, 0.4) * ramp(_log(gap, 10), 0.3, 1.0)
     if sev <= 0:
         return None
     e0, e1 = f.epoch(start), f.epoch(len(v.raw) - 1)

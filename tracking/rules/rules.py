@@ -448,7 +448,7 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
     # learned, and kept it: an accuracy that spiked once and fell back to where it started (a run
     # thrown about at an LR far too large) has nothing a lower LR could cost it
     learned = ((acc["best"] - acc["first"] >= 0.05 and acc["last"] - acc["first"] >= 0.5 * (acc["best"] - acc["first"]))
-               if acc else m.raw_min <= 0.4 * m.first)
+               if acc else (m.first > 0 and m.raw_min <= 0.4 * m.first))
     if not learned:
         return 1.0, ""
     s, n = m.smooth, len(m.raw)

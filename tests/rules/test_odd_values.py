@@ -3,6 +3,9 @@ series of every kind: `advise` answers in the contract's shape or refuses the in
 RunInputError, never an uncaught error (the command would exit 1 with a traceback, the run page 500)."""
 import math
 import random
+import tracemalloc
+
+import pytest
 
 from tracking.rules import RunInputError, advise
 
@@ -48,7 +51,7 @@ def test_random_series_of_every_kind_get_an_answer_or_a_clear_refusal():
         n = rng.randint(1, 30)
 
         def series():
-            step, first = rng.choice([1, 5, 10]), rng.choice([0, 1, 4])
+            step, first = rng.choice([1, 5, 10, 10 ** 9]), rng.choice([0, 1, 4, 1.7e12])
             values = []
             for _ in range(n):
                 r = rng.random()
@@ -68,3 +71,39 @@ def test_random_series_of_every_kind_get_an_answer_or_a_clear_refusal():
         check_answer(answer)
         answered += 1
     assert answered >= 500  # most of them are valid input
+
+
+@pytest.mark.parametrize("spe", [None, 1, 7])
+def test_steps_logged_as_timestamps_size_no_array(spe):
+    # a loop that logs with step=time.time() in ms: 2,000 train points and 19 val points at steps near
+    # 1.7e12. Binned per epoch, steps_per_epoch 1 once meant an array of 1.7e12 epochs (the process was
+    # killed for its memory); now the epochs are computed from the points, not looked up in a table
+    run = {"config": {"optimizer": "sgd", "lr": 0.05},
+           "metrics": {"train_loss": [[1.7e12 + 1000 * i, 1.0 / (i + 1)] for i in range(2000)],
+                       "val_loss": [[1.7e12 + 100_000 * i, 1.2 / (i + 1)] for i in range(1, 20)]},
+           "steps_per_epoch": spe, "status": "finished"}
+    tracemalloc.start()
+    try:
+        answer = advise(run)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    check_answer(answer)
+    assert peak < 20 * 2 ** 20, f"{peak / 2 ** 20:.0f} MB"
+    # the same without a val curve (train epochs from the step numbers): 10 billion epochs if believed
+    del run["metrics"]["val_loss"]
+    tracemalloc.start()
+    try:
+        answer = advise(run)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    check_answer(answer)
+    assert peak < 20 * 2 ** 20, f"{peak / 2 ** 20:.0f} MB"
+
+
+def test_a_class_count_too_large_for_a_float_log_is_no_class_count():
+    run = {"config": {"num_classes": 10 ** 30, "optimizer": "sgd", "lr": 0.1},
+           "metrics": {"eval_loss": [[1, 1.0], [2, 0.8], [3, 0.7], [4, 0.65]]},
+           "steps_per_epoch": None, "status": "finished"}
+    check_answer(advise(run))

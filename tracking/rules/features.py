@@ -17,6 +17,10 @@ from .inputs import RunInput, Series
 from .loggers import ALIASES, design_config  # noqa: F401  (ALIASES re-exported: the names other trainers use)
 
 MAX_POINTS = 400  # per-epoch curves longer than this are averaged down to it
+# more epochs than any real run (a train series whose step numbers say more is binned into pseudo-epochs
+# of equal step spans: steps logged as timestamps must not size an array)
+MAX_EPOCHS = 100_000
+MAX_CLASSES = 10 ** 7  # a stated class count above this is no class count (ln C must be a float)
 
 
 def canonical_metrics(metrics: dict[str, Series]) -> dict[str, Series]:
@@ -194,16 +198,20 @@ def build_curves(run: RunInput) -> Curves:
             if global_units and not spe:
                 key_of = lambda s: np.minimum(np.searchsorted(v_steps, s, side="left"), last)  # noqa: E731
             elif spe and steps.steps[0] >= 0:
-                lut = np.searchsorted(epochs - 1, np.arange(int(steps.steps[-1] // spe) + 1), side="left")
-                # bin b starts at the first epoch q (its first step q * spe) with lut[q] >= b
-                edges = np.searchsorted(lut, np.arange(len(val) + 1), side="left") * float(spe)
+                # step s belongs to the val epoch bin of its epoch q = s // spe: the number of val
+                # epochs e with e - 1 < q. Bin b starts at the first epoch q >= 0 with that number >= b:
+                # the first integer above the b-th val epoch - 1 (computed, not looked up in a table
+                # the size of the step numbers: a run logged with timestamps as steps is no memory bomb)
+                e0 = epochs - 1
+                q_end = float(steps.steps[-1] // spe) + 1
+                edges = np.empty(len(val) + 1)
+                edges[1:] = np.minimum(np.maximum(0.0, np.floor(e0) + 1), q_end) * float(spe)
                 edges[0], edges[-1] = -np.inf, np.inf
-                key_of = _with_edges(lambda s: np.minimum(lut[(s // spe).astype(np.int64)], last), edges)
-            elif spe:  # steps before 0: the old way
-                keys = (steps.steps // spe).astype(np.int64)
-                lut = np.searchsorted(epochs - 1, np.arange(int(keys.max()) + 1), side="left")
+                key_of = _with_edges(lambda s: np.minimum(np.searchsorted(e0, s // spe, side="left"), last), edges)
+            elif spe:  # steps before 0
                 key_of = None
-                train = _bin_means(np.clip(lut[keys], 0, last), steps.values, len(val))
+                train = _bin_means(np.clip(np.searchsorted(epochs - 1, steps.steps // spe, side="left"), 0, last),
+                                   steps.values, len(val))
             else:  # unknown units: spread the train steps evenly over the val epochs
                 key_of = _even_bins(steps.steps[0], steps.steps[-1] - steps.steps[0] + 1, len(val))
             if key_of is not None:
@@ -215,8 +223,8 @@ def build_curves(run: RunInput) -> Curves:
             epochs = train_ep.steps + (1 if train_ep.steps[0] < 1 else 0)
         else:
             s = steps.steps
-            n_ep = int(s[-1] // spe) + 1 if spe else 0
-            if spe and n_ep >= 4:
+            n_ep = int(min(s[-1] // spe, MAX_EPOCHS)) + 1 if spe else 0
+            if spe and 4 <= n_ep <= MAX_EPOCHS:
                 if s[0] >= 0:
                     edges = np.arange(n_ep + 1) * float(spe)
                     edges[-1] = np.inf
@@ -462,7 +470,7 @@ def classes_of(config: dict) -> int | None:
         v = config.get(key)
         if isinstance(v, str) and v.strip().isdigit():
             v = int(v)
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
+        if isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= MAX_CLASSES:
             return v
     labels = config.get("id2label")  # Hugging Face's model config, logged as a param
     if isinstance(labels, dict):

@@ -73,6 +73,17 @@ def test_random_series_of_every_kind_get_an_answer_or_a_clear_refusal():
     assert answered >= 500  # most of them are valid input
 
 
+def check_answer_in_bounded_memory(run, limit_mb=20):
+    tracemalloc.start()
+    try:
+        answer = advise(run)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    check_answer(answer)
+    assert peak < limit_mb * 2 ** 20, f"{peak / 2 ** 20:.0f} MB"
+
+
 @pytest.mark.parametrize("spe", [None, 1, 7])
 def test_steps_logged_as_timestamps_size_no_array(spe):
     # a loop that logs with step=time.time() in ms: 2,000 train points and 19 val points at steps near
@@ -82,24 +93,10 @@ def test_steps_logged_as_timestamps_size_no_array(spe):
            "metrics": {"train_loss": [[1.7e12 + 1000 * i, 1.0 / (i + 1)] for i in range(2000)],
                        "val_loss": [[1.7e12 + 100_000 * i, 1.2 / (i + 1)] for i in range(1, 20)]},
            "steps_per_epoch": spe, "status": "finished"}
-    tracemalloc.start()
-    try:
-        answer = advise(run)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    check_answer(answer)
-    assert peak < 20 * 2 ** 20, f"{peak / 2 ** 20:.0f} MB"
+    check_answer_in_bounded_memory(run)
     # the same without a val curve (train epochs from the step numbers): 10 billion epochs if believed
     del run["metrics"]["val_loss"]
-    tracemalloc.start()
-    try:
-        answer = advise(run)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    check_answer(answer)
-    assert peak < 20 * 2 ** 20, f"{peak / 2 ** 20:.0f} MB"
+    check_answer_in_bounded_memory(run)
 
 
 def test_a_class_count_too_large_for_a_float_log_is_no_class_count():

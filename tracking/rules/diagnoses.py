@@ -204,7 +204,7 @@ def _learning_failed(f: Features):
     loss fell far below that level, or whose val_accuracy kept rising, did learn: its val rise is
     overfitting, read by that detector."""
     m = f.val if f.val is not None else f.train
-    name = "val_loss" if f.val is not None else "train_loss"
+    name = f.main_name()
     u = f.untrained
     if m is None or len(m.raw) < 3 or not np.isfinite(u) or u <= 0:
         return None
@@ -549,7 +549,7 @@ def _not_converged(f: Features):
     if m is None:
         return None
     n = len(m.raw)
-    name = "val_loss" if f.val is not None else "train_loss"
+    name = f.main_name()
     if n < 3:
         drop = (m.raw[0] - m.raw[-1]) / (abs(m.raw[0]) + f.floor)
         sev = ramp(drop, 0.03, 0.15)
@@ -578,7 +578,7 @@ def _not_converged(f: Features):
     if in_progress:
         ev += " (run in progress)"
     return Diagnosis("not_converged", sev, ev, [f.epoch(q), f.epoch(n - 1)],
-                     {"late_share": share, "annealed": f.annealed, "late_gain": m.late_gain})
+                     {"late_share": share, "annealed": f.annealed})
 
 
 def _underfitting(f: Features):
@@ -764,7 +764,7 @@ def diagnose(f: Features) -> list[Diagnosis]:
     if findings:
         return found
     m = f.main()
-    name = "val_loss" if f.val is not None else "train_loss"
+    name = f.main_name()
     if m is not None:
         finite = m.raw[np.isfinite(m.raw)]
         first, last = float(finite[0]), float(finite[-1])

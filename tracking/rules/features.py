@@ -321,7 +321,8 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     resid = ((x - s) / denom)[start:][finite[start:]]
     jitter = float(np.sqrt(np.mean(resid ** 2))) if resid.size else 0.0
     absolute = (x - s)[start:][finite[start:]]
-    swing = float(np.sqrt(np.mean(absolute ** 2)) / (descent + floor)) if absolute.size else 0.0
+    rms = float(np.sqrt(np.mean(absolute ** 2))) if absolute.size else 0.0  # the swings, in the loss's units
+    swing = rms / (descent + floor)
     fx = np.where(finite, x, np.nan)
     with np.errstate(invalid="ignore"):
         ups = (np.diff(fx) / denom[1:])[start:] > 0.10
@@ -341,7 +342,6 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
         if finite[:k].any() and finite[k:].any():
             before = np.nanmin(fx[:k])
             late_gain = max(late_gain, 2.0 * float(before - np.nanmin(fx[k:])) / (abs(before) + floor))
-        rms = float(np.sqrt(np.mean(absolute ** 2))) if absolute.size else 0.0
         half_snr = gain / rms if rms > 1e-9 * (abs(first_best) + floor) else (np.inf if gain > 0 else 0.0)
     return CurveShape(raw=x, smooth=s, first=float(s[0]), last=float(s[-1]), min=smin, argmin=argmin,
                       raw_min=float(fx[raw_argmin]), raw_argmin=raw_argmin, late_share=late_share,
@@ -382,6 +382,9 @@ class Features:
 
     def main(self) -> CurveShape | None:
         return self.val or self.train
+
+    def main_name(self) -> str:
+        return "val_loss" if self.val is not None else "train_loss"
 
     def epoch(self, index: int) -> int:
         return int(round(self.curves.epochs[min(max(index, 0), len(self.curves.epochs) - 1)]))

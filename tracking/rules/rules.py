@@ -475,7 +475,7 @@ def _still_gaining_room(ctx, change: dict) -> tuple[float, str]:
         return 1.0, ""
     # a slow fall far above its own swings (a smooth descent: hundreds of them) is no floor either
     factor = 0.5 + 0.5 * max(ramp(m.late_gain, 0.0, 0.3), ramp(m.half_snr, 20.0, 100.0))
-    name = "val_loss" if ctx.features.val is not None else "train_loss"
+    name = ctx.features.main_name()
     return factor, (f"Less sure: over its later epochs the best {name} improved by only "
                     f"{pct(max(m.late_gain, 0.0))} of its level (its second half on its first, or twice its "
                     f"last quarter on the rest); the run may already sit near its floor.")
@@ -491,7 +491,7 @@ def _steady_fall_room(ctx, change: dict) -> tuple[float, str]:
     if m is None or len(m.raw) < 4:
         return 1.0, ""
     factor = 0.5 + 0.5 * ramp(m.half_snr, 3.0, 20.0)
-    name = "val_loss" if ctx.features.val is not None else "train_loss"
+    name = ctx.features.main_name()
     return factor, (f"Less sure: the best {name} of the run's second half beat the first half's by "
                     f"{max(m.half_snr, 0.0):.1f} times the curve's own swings: not a steady fall.")
 
@@ -675,10 +675,8 @@ RULES: list[Rule] = [
          "Heavy dropout keeps the model from fitting even the training set (within the usual range, up to "
          "0.5, it rarely does: the train loss is read with units dropped, so it looks higher than the fit "
          "is).", 0.55,
-         # within the usual range (up to 0.5, the classic rate for hidden units) dropout rarely holds a fit
-         # back: the train loss is measured with units dropped, so it reads higher than the fit is (and a
-         # val_loss below it is dropout's doing). Dev logger runs: halving a dropout of 0.3-0.7 on runs read
-         # as underfitting helped 1 of 7
+         # 0.5 is the classic rate for hidden units. Dev logger runs: halving a dropout of 0.3-0.7 on runs
+         # read as underfitting helped 1 of 7
          boost=lambda c: -0.25 * (1.0 - ramp(c.config["dropout"], 0.5, 0.8))),
     Rule("underfitting.lower_label_smoothing", "underfitting", lambda c: c.config["label_smoothing"] >= 0.1,
          _set("label_smoothing", 0.0), "Strong label smoothing caps how low the loss can go.", 0.45),

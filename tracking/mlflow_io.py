@@ -66,6 +66,59 @@ def _value(v: float):
     return v if math.isfinite(v) else str(v)
 
 
+# A metric's history is read whole up to this many points; a longer one (a script logging every step
+# of a long run, or anyone writing to a shared store) comes back as an even sample of this many, first
+# and last kept, so a read's memory and time stay bounded. The engine bins the points by epoch and keeps
+# at most tracking.rules.features.MAX_POINTS of them anyway.
+HISTORY_POINTS = 100_000
+PAGE_POINTS = 10_000  # one request's page where the store samples no history itself (an MLflow server)
+
+
+def metric_history(client, run_id: str, key: str, limit: Optional[int] = None) -> list[tuple]:
+    """(step, timestamp, value) of a metric, sorted, at most `limit` points (an even sample, first
+    and last kept, when the history is longer). MlflowClient.get_metric_history has no size limit, so
+    this goes to the client's store (MLflow internals, measured in bench/bench_history.py): a SQL
+    store samples in SQL (get_metric_history_bulk_interval, what MLflow's UI charts with), any other
+    store (an MLflow server) is read in pages and thinned as it comes."""
+    limit = HISTORY_POINTS if limit is None else limit
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    except ImportError:  # pragma: no cover - an MLflow without SQL stores
+        SqlAlchemyStore = ()
+    if isinstance(store, SqlAlchemyStore):
+        rows = store.get_metric_history_bulk_interval([run_id], key, limit, None, None)
+        return sorted((m.step, m.timestamp, m.value) for m in rows)
+    if store is not None and hasattr(store, "get_metric_history"):
+        return _thinned_pages(store, run_id, key, limit)
+    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _thinned_pages(store, run_id: str, key: str, limit: int) -> list[tuple]:
+    """Page through a history keeping every `stride`-th point; when more than `limit` are kept, every
+    other one goes and the stride doubles (memory: `limit` points and one page). The first and last
+    points (by step, then time) are kept."""
+    kept, stride, index, token = [], 1, 0, None
+    first = last = None
+    limit = max(2, limit)
+    while True:
+        page = store.get_metric_history(run_id, key, max_results=PAGE_POINTS, page_token=token)
+        for m in page:
+            point = (m.step, m.timestamp, m.value)
+            first = point if first is None or point[:2] < first[:2] else first
+            last = point if last is None or point[:2] > last[:2] else last
+            if index % stride == 0:
+                kept.append(point)
+                if len(kept) > limit - 2:
+                    kept, stride = kept[::2], stride * 2
+            index += 1
+        token = getattr(page, "token", None)
+        if not token:
+            break
+    points = set(kept) | ({first, last} - {None})
+    return sorted(points)
+
+
 def read_run(run_id: str, tracking_uri: Optional[str] = None, client=None) -> dict:
     """The advise run input of one MLflow run; RunNotFound if the store has no such run."""
     from mlflow.exceptions import MlflowException
@@ -78,9 +131,7 @@ def read_run(run_id: str, tracking_uri: Optional[str] = None, client=None) -> di
     config = {k: coerce(v) for k, v in run.data.params.items()}
     metrics = {}
     for key in metric_sources(run.data.metrics.keys()):
-        history = client.get_metric_history(run_id, key)
-        points = sorted((m.step, m.timestamp, m.value) for m in history)
-        metrics[key] = [[int(step), _value(value)] for step, _, value in points]
+        metrics[key] = [[int(step), _value(value)] for step, _, value in metric_history(client, run_id, key)]
     spe = run.data.tags.get("steps_per_epoch", run.data.params.get("steps_per_epoch"))
     spe = coerce(spe) if spe is not None else None
     spe = int(spe) if isinstance(spe, (int, float)) and not isinstance(spe, bool) and spe >= 1 else None

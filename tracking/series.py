@@ -1,7 +1,8 @@
 """MetricSeries: a downsampled copy (at most ~2,000 points a metric) of a run's curves for charts.
 
 Derived and rebuildable: the worker appends to it while a run trains (`series_append`), and
-`series_rebuild(run)` recomputes it from MLflow's full history. Downsampling keeps the shape
+`series_rebuild(run)` recomputes it from MLflow's history (read whole up to
+tracking.mlflow_io.HISTORY_POINTS points a metric, an even sample of them beyond). Downsampling keeps the shape
 of a curve with MinMax-LTTB (the `tsdownsample` package: largest-triangle-three-buckets on
 min/max preselected points), and keeps every non-finite point, since a NaN or an inf is
 what a diverging run is about. Points are stored as [step, value] with non-finite values
@@ -112,6 +113,7 @@ def series_rebuild(run, client=None):
     """Recompute every series of a run from its full MLflow history; returns {metric: count}."""
     from django.conf import settings
 
+    from tracking.mlflow_io import metric_history
     from tracking.models import MetricSeries
     from workers.mlflow_logging import make_client
 
@@ -122,8 +124,8 @@ def series_rebuild(run, client=None):
     keys = client.get_run(run.mlflow_run_id).data.metrics.keys()
     for key in sorted(keys):
         by_step = {}
-        for m in sorted(client.get_metric_history(run.mlflow_run_id, key), key=lambda m: (m.step, m.timestamp)):
-            by_step[m.step] = m.value
+        for step, _, value in metric_history(client, run.mlflow_run_id, key):  # sorted, at most HISTORY_POINTS
+            by_step[step] = value
         points = downsample(sorted(by_step.items()))
         MetricSeries.objects.update_or_create(run=run, key=key, defaults={
             "points": [[s, encode(v)] for s, v in points],

@@ -157,11 +157,14 @@ def config_params(config):
 
 def logged_steps(client, run_id, keys):
     """The last step already logged for each metric of a run (to resume without doubles)."""
+    from tracking.mlflow_io import metric_history
+
     out = {}
     for key in keys:
-        history = call(f"get_metric_history {key}", lambda key=key: client.get_metric_history(run_id, key))
+        # a sample of a long history keeps its last point
+        history = call(f"get_metric_history {key}", lambda key=key: metric_history(client, run_id, key))
         if history:
-            out[key] = max(m.step for m in history)
+            out[key] = max(step for step, _, _ in history)
     return out
 
 

@@ -187,6 +187,33 @@ def test_another_account_sees_only_the_experiments_granted_to_it(mlflow_server, 
     assert requests.put(artifact_url(mlflow_server, runwise_run), data=b"x", auth=bob).status_code == 403
 
 
+def test_a_long_history_is_read_through_the_server_in_pages_and_thinned(mlflow_server, runwise_run, monkeypatch):
+    # a script that logs every step of a long run to the shared server: `advise --mlflow-run` and the
+    # worker read it in pages and keep an even sample, first and last point included
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from tracking import mlflow_io
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    monkeypatch.setattr(mlflow_io, "HISTORY_POINTS", 300)
+    monkeypatch.setattr(mlflow_io, "PAGE_POINTS", 250)
+    client = MlflowClient(mlflow_server["url"])
+    run_id = client.create_run(runwise_run["experiment_id"]).info.run_id
+    now = int(time.time() * 1000)
+    for start in range(0, 1200, 600):
+        client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (1 + s), now + s, s) for s in range(start, start + 600)])
+    pages = []
+    store = client._tracking_client.store
+    real = store.get_metric_history
+    monkeypatch.setattr(store, "get_metric_history", lambda *a, **k: pages.append(k) or real(*a, **k))
+    loss = mlflow_io.read_run(run_id, client=client)["metrics"]["loss"]
+    assert len(pages) == 5 and all(p["max_results"] == 250 for p in pages)
+    assert len(loss) <= 300 and loss[0] == [0, 1.0] and loss[-1][0] == 1199
+    assert max(b[0] - a[0] for a, b in zip(loss, loss[1:])) <= 2 * 1200 // 300
+
+
 def test_make_runs_mlflow_ui_also_needs_its_generated_login():
     line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("mlflow:"))
     assert "--app-name basic-auth" in line and "--host 127.0.0.1" in line

@@ -47,10 +47,18 @@ with 8 informative features of 16 and 3% flipped labels, a make_circles/40 with 
 factor 0.55 and a 5-blob make_blobs/41 in 8 features (plain only) (03:32 UTC); a 2-class
 make_classification/42 with 6 informative features of 10 and classes close together (class_sep
 0.7), a make_moons/43 with noise 0.18 and a 3-class make_gaussian_quantiles/44 in 4 features (plain
-only) (04:00 UTC, the same engine as the thirteenth). Held out (the fifteenth part): a 4-class
-make_classification/45 with 5 informative and 2 redundant features of 9, a make_circles/46 with
-noise 0.12 and factor 0.65 (every library) and a 4-blob make_blobs/47 in 12 features (plain), trained
-with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
+only) (04:00 UTC, the same engine as the thirteenth); a 4-class make_classification/45 with 5
+informative and 2 redundant features of 9, a make_circles/46 with noise 0.12 and factor 0.65 and a
+4-blob make_blobs/47 in 12 features (plain only) (06:24 UTC, the same engine's answers); the sixteenth,
+larger (five data sets for plain, three for the slower libraries): a 3-class make_classification/48
+with 6 informative features of 11 and 2% flipped labels, a make_moons/49 with noise 0.24, a
+make_circles/50 with noise 0.22 and factor 0.45, a 3-class make_gaussian_quantiles/51 in 9 features
+and a 7-blob make_blobs/52 in 7 features (plain only) (06:33 UTC, the same engine's answers). Held out
+(the seventeenth part, as large): a 3-class make_classification/53 with 7 informative and 2 redundant
+features of 14, a make_moons/54 with noise 0.3, a make_circles/55 with noise 0.16 and factor 0.6
+(every library), a 2-class make_gaussian_quantiles/56 in 6 features and a 4-blob make_blobs/57 in 5
+features (plain), trained with --train-only on 3 Dec; to be measured once, then examined and moved to
+dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -88,7 +96,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("moons_noisy", 22), ("sparse3", 24), ("blobs6", 25), ("blobs_tight", 27), ("flipped20", 28),
              ("informative4", 30), ("moons_mid", 31), ("classification8", 33), ("circles_mid", 34),
              ("repeated", 36), ("moons_26", 37), ("classification5f", 39), ("circles_55", 40),
-             ("close2", 42), ("moons_18", 43))
+             ("close2", 42), ("moons_18", 43), ("classification4r", 45), ("circles_65", 46), ("classification3s", 48),
+             ("moons_24", 49), ("circles_45", 50))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -99,11 +108,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("flipped20", 28), ("quantiles5", 29), ("informative4", 30), ("moons_mid", 31),
                       ("blobs8", 32), ("classification8", 33), ("circles_mid", 34), ("blobs_far", 35),
                       ("repeated", 36), ("moons_26", 37), ("quantiles7", 38), ("classification5f", 39),
-                      ("circles_55", 40), ("blobs5_8", 41), ("close2", 42), ("moons_18", 43), ("quantiles3b", 44)),
+                      ("circles_55", 40), ("blobs5_8", 41), ("close2", 42), ("moons_18", 43), ("quantiles3b", 44),
+                      ("classification4r", 45), ("circles_65", 46), ("blobs4_12", 47), ("classification3s", 48),
+                      ("moons_24", 49), ("circles_45", 50), ("quantiles9", 51), ("blobs7", 52)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4r", 45), ("circles_65", 46), ("blobs4_12", 47)),
-                 "lightning": (("classification4r", 45), ("circles_65", 46)),
-                 "hf": (("classification4r", 45), ("circles_65", 46))}
+HELD_OUT_DATA = {"plain": (("classification7", 53), ("moons_30", 54), ("circles_60", 55), ("quantiles6", 56),
+                           ("blobs4_5", 57)),
+                 "lightning": (("classification7", 53), ("moons_30", 54), ("circles_60", 55)),
+                 "hf": (("classification7", 53), ("moons_30", 54), ("circles_60", 55))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -197,6 +209,18 @@ GENERATED = {
     "classification4r": ("make_classification", dict(n_features=9, n_informative=5, n_redundant=2, n_classes=4)),
     "circles_65": ("make_circles", dict(noise=0.12, factor=0.65)),
     "blobs4_12": ("make_blobs", dict(n_features=12, centers=4, cluster_std=5.0)),
+    "classification3s": ("make_classification", dict(n_features=11, n_informative=6, n_classes=3, class_sep=1.0,
+                                                     flip_y=0.02)),
+    "moons_24": ("make_moons", dict(noise=0.24)),
+    "circles_45": ("make_circles", dict(noise=0.22, factor=0.45)),
+    "quantiles9": ("make_gaussian_quantiles", dict(n_features=9, n_classes=3)),
+    "blobs7": ("make_blobs", dict(n_features=7, centers=7, cluster_std=3.0)),
+    "classification7": ("make_classification", dict(n_features=14, n_informative=7, n_redundant=2, n_classes=3,
+                                                    class_sep=1.1)),
+    "moons_30": ("make_moons", dict(noise=0.3)),
+    "circles_60": ("make_circles", dict(noise=0.16, factor=0.6)),
+    "quantiles6": ("make_gaussian_quantiles", dict(n_features=6, n_classes=2)),
+    "blobs4_5": ("make_blobs", dict(n_features=5, centers=4, cluster_std=3.5)),
 }
 
 

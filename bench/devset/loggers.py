@@ -53,12 +53,15 @@ informative and 2 redundant features of 9, a make_circles/46 with noise 0.12 and
 larger (five data sets for plain, three for the slower libraries): a 3-class make_classification/48
 with 6 informative features of 11 and 2% flipped labels, a make_moons/49 with noise 0.24, a
 make_circles/50 with noise 0.22 and factor 0.45, a 3-class make_gaussian_quantiles/51 in 9 features
-and a 7-blob make_blobs/52 in 7 features (plain only) (06:33 UTC, the same engine's answers). Held out
-(the seventeenth part, as large): a 3-class make_classification/53 with 7 informative and 2 redundant
-features of 14, a make_moons/54 with noise 0.3, a make_circles/55 with noise 0.16 and factor 0.6
-(every library), a 2-class make_gaussian_quantiles/56 in 6 features and a 4-blob make_blobs/57 in 5
-features (plain), trained with --train-only on 3 Dec; to be measured once, then examined and moved to
-dev.
+and a 7-blob make_blobs/52 in 7 features (plain only) (06:33 UTC, the same engine's answers); the
+seventeenth, as large: a 3-class make_classification/53 with 7 informative and 2 redundant features of
+14, a make_moons/54 with noise 0.3, a make_circles/55 with noise 0.16 and factor 0.6, a 2-class
+make_gaussian_quantiles/56 in 6 features and a 4-blob make_blobs/57 in 5 features (plain only)
+(06:51 UTC, engine 8f45c0c). Held out (the eighteenth part, as large): a 5-class make_classification/58
+with 6 informative features of 10 and class_sep 1.3, a make_moons/59 with noise 0.21, a make_circles/60
+with noise 0.14 and factor 0.5 (every library), a 3-class make_gaussian_quantiles/61 in 5 features
+and a 3-blob make_blobs/62 in 9 features (plain), trained with --train-only on 3 Dec; to be measured
+once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -97,7 +100,7 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("informative4", 30), ("moons_mid", 31), ("classification8", 33), ("circles_mid", 34),
              ("repeated", 36), ("moons_26", 37), ("classification5f", 39), ("circles_55", 40),
              ("close2", 42), ("moons_18", 43), ("classification4r", 45), ("circles_65", 46), ("classification3s", 48),
-             ("moons_24", 49), ("circles_45", 50))
+             ("moons_24", 49), ("circles_45", 50), ("classification7", 53), ("moons_30", 54), ("circles_60", 55))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -110,12 +113,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("repeated", 36), ("moons_26", 37), ("quantiles7", 38), ("classification5f", 39),
                       ("circles_55", 40), ("blobs5_8", 41), ("close2", 42), ("moons_18", 43), ("quantiles3b", 44),
                       ("classification4r", 45), ("circles_65", 46), ("blobs4_12", 47), ("classification3s", 48),
-                      ("moons_24", 49), ("circles_45", 50), ("quantiles9", 51), ("blobs7", 52)),
+                      ("moons_24", 49), ("circles_45", 50), ("quantiles9", 51), ("blobs7", 52),
+                      ("classification7", 53), ("moons_30", 54), ("circles_60", 55), ("quantiles6", 56),
+                      ("blobs4_5", 57)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification7", 53), ("moons_30", 54), ("circles_60", 55), ("quantiles6", 56),
-                           ("blobs4_5", 57)),
-                 "lightning": (("classification7", 53), ("moons_30", 54), ("circles_60", 55)),
-                 "hf": (("classification7", 53), ("moons_30", 54), ("circles_60", 55))}
+HELD_OUT_DATA = {"plain": (("classification5s", 58), ("moons_21", 59), ("circles_50", 60), ("quantiles5b", 61),
+                           ("blobs3_9", 62)),
+                 "lightning": (("classification5s", 58), ("moons_21", 59), ("circles_50", 60)),
+                 "hf": (("classification5s", 58), ("moons_21", 59), ("circles_50", 60))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -221,6 +226,11 @@ GENERATED = {
     "circles_60": ("make_circles", dict(noise=0.16, factor=0.6)),
     "quantiles6": ("make_gaussian_quantiles", dict(n_features=6, n_classes=2)),
     "blobs4_5": ("make_blobs", dict(n_features=5, centers=4, cluster_std=3.5)),
+    "classification5s": ("make_classification", dict(n_features=10, n_informative=6, n_classes=5, class_sep=1.3)),
+    "moons_21": ("make_moons", dict(noise=0.21)),
+    "circles_50": ("make_circles", dict(noise=0.14, factor=0.5)),
+    "quantiles5b": ("make_gaussian_quantiles", dict(n_features=5, n_classes=3)),
+    "blobs3_9": ("make_blobs", dict(n_features=9, centers=3, cluster_std=4.5)),
 }
 
 

@@ -57,11 +57,15 @@ and a 7-blob make_blobs/52 in 7 features (plain only) (06:33 UTC, the same engin
 seventeenth, as large: a 3-class make_classification/53 with 7 informative and 2 redundant features of
 14, a make_moons/54 with noise 0.3, a make_circles/55 with noise 0.16 and factor 0.6, a 2-class
 make_gaussian_quantiles/56 in 6 features and a 4-blob make_blobs/57 in 5 features (plain only)
-(06:51 UTC, engine 8f45c0c). Held out (the eighteenth part, as large): a 5-class make_classification/58
-with 6 informative features of 10 and class_sep 1.3, a make_moons/59 with noise 0.21, a make_circles/60
-with noise 0.14 and factor 0.5 (every library), a 3-class make_gaussian_quantiles/61 in 5 features
-and a 3-blob make_blobs/62 in 9 features (plain), trained with --train-only on 3 Dec; to be measured
-once, then examined and moved to dev.
+(06:51 UTC, engine 8f45c0c); the eighteenth, as large: a 5-class make_classification/58 with 6
+informative features of 10 and class_sep 1.3, a make_moons/59 with noise 0.21, a make_circles/60 with
+noise 0.14 and factor 0.5, a 3-class make_gaussian_quantiles/61 in 5 features and a 3-blob
+make_blobs/62 in 9 features (plain only) (07:01 UTC, the same engine). Held out (the nineteenth part,
+as large): a 4-class make_classification/63 with 5 informative and 3 redundant features of 13 and
+class_sep 0.9, a make_moons/64 with noise 0.27, a make_circles/65 with noise 0.17 and factor 0.4
+(every library), a 2-class make_gaussian_quantiles/66 in 8 features and a 5-blob make_blobs/67 in 6
+features (plain), trained with --train-only on 3 Dec; to be measured once, then examined and moved
+to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -100,7 +104,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("informative4", 30), ("moons_mid", 31), ("classification8", 33), ("circles_mid", 34),
              ("repeated", 36), ("moons_26", 37), ("classification5f", 39), ("circles_55", 40),
              ("close2", 42), ("moons_18", 43), ("classification4r", 45), ("circles_65", 46), ("classification3s", 48),
-             ("moons_24", 49), ("circles_45", 50), ("classification7", 53), ("moons_30", 54), ("circles_60", 55))
+             ("moons_24", 49), ("circles_45", 50), ("classification7", 53), ("moons_30", 54), ("circles_60", 55),
+             ("classification5s", 58), ("moons_21", 59), ("circles_50", 60))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -115,12 +120,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("classification4r", 45), ("circles_65", 46), ("blobs4_12", 47), ("classification3s", 48),
                       ("moons_24", 49), ("circles_45", 50), ("quantiles9", 51), ("blobs7", 52),
                       ("classification7", 53), ("moons_30", 54), ("circles_60", 55), ("quantiles6", 56),
-                      ("blobs4_5", 57)),
+                      ("blobs4_5", 57), ("classification5s", 58), ("moons_21", 59), ("circles_50", 60),
+                      ("quantiles5b", 61), ("blobs3_9", 62)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification5s", 58), ("moons_21", 59), ("circles_50", 60), ("quantiles5b", 61),
-                           ("blobs3_9", 62)),
-                 "lightning": (("classification5s", 58), ("moons_21", 59), ("circles_50", 60)),
-                 "hf": (("classification5s", 58), ("moons_21", 59), ("circles_50", 60))}
+HELD_OUT_DATA = {"plain": (("classification4s", 63), ("moons_27", 64), ("circles_40", 65), ("quantiles8", 66),
+                           ("blobs5_6", 67)),
+                 "lightning": (("classification4s", 63), ("moons_27", 64), ("circles_40", 65)),
+                 "hf": (("classification4s", 63), ("moons_27", 64), ("circles_40", 65))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -231,6 +237,12 @@ GENERATED = {
     "circles_50": ("make_circles", dict(noise=0.14, factor=0.5)),
     "quantiles5b": ("make_gaussian_quantiles", dict(n_features=5, n_classes=3)),
     "blobs3_9": ("make_blobs", dict(n_features=9, centers=3, cluster_std=4.5)),
+    "classification4s": ("make_classification", dict(n_features=13, n_informative=5, n_redundant=3, n_classes=4,
+                                                     class_sep=0.9)),
+    "moons_27": ("make_moons", dict(noise=0.27)),
+    "circles_40": ("make_circles", dict(noise=0.17, factor=0.4)),
+    "quantiles8": ("make_gaussian_quantiles", dict(n_features=8, n_classes=2)),
+    "blobs5_6": ("make_blobs", dict(n_features=6, centers=5, cluster_std=4.0)),
 }
 
 

@@ -471,8 +471,8 @@ def alternation(features: Features) -> float:
     for curve in (features.train, features.val):
         if curve is None:
             continue
-        moves = np.diff(curve.raw)
-        moves = moves[np.isfinite(moves) & (moves != 0)]
+        moves = np.diff(curve.raw[np.isfinite(curve.raw)])
+        moves = moves[moves != 0]
         if len(moves) >= 5:
             best = max(best, float(np.mean(moves[1:] * moves[:-1] < 0)))
     return best

@@ -161,8 +161,8 @@ def logged_steps(client, run_id, keys):
 
     out = {}
     for key in keys:
-        # a sample of a long history keeps its last point
-        history = call(f"get_metric_history {key}", lambda key=key: metric_history(client, run_id, key))
+        # only the last step counts: a sample of two keeps the first and the last point
+        history = call(f"get_metric_history {key}", lambda key=key: metric_history(client, run_id, key, limit=2))
         if history:
             out[key] = max(step for step, _, _ in history)
     return out

@@ -431,6 +431,17 @@ def lr_upper(config: dict) -> float:
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
 
 
+def learned_and_kept(features: Features) -> bool:
+    """The run learned and kept it: its val accuracy rose 5 points and ended with at least half of the
+    rise (without one, a best loss under 40% of its first). An accuracy that spiked once and fell back
+    to where it started (a run thrown about at an LR far too large) has nothing a lower LR could cost."""
+    acc, m = features.accuracy, features.main()
+    if acc:
+        rise = acc["best"] - acc["first"]
+        return rise >= 0.05 and acc["last"] - acc["first"] >= 0.5 * rise
+    return m is not None and m.first > 0 and m.raw_min <= 0.4 * m.first
+
+
 def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the swings' low points"
                    ) -> tuple[float, str]:
     """What a k-times lower LR can still gain on a run that learned: it covers ground about k times
@@ -442,15 +453,9 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
     first) has little to lose by the lower LR: no change."""
     f, m = ctx.features, ctx.features.main()
     new = change.get("lr")
-    if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min):
+    if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min) or not learned_and_kept(f):
         return 1.0, ""
     acc = f.accuracy
-    # learned, and kept it: an accuracy that spiked once and fell back to where it started (a run
-    # thrown about at an LR far too large) has nothing a lower LR could cost it
-    learned = ((acc["best"] - acc["first"] >= 0.05 and acc["last"] - acc["first"] >= 0.5 * (acc["best"] - acc["first"]))
-               if acc else (m.first > 0 and m.raw_min <= 0.4 * m.first))
-    if not learned:
-        return 1.0, ""
     s, n = m.smooth, len(m.raw)
     reached = np.nonzero(s <= m.min + 0.1 * max(s[0] - m.min, 0.0))[0]
     t = int(reached[0]) if reached.size else n - 1
@@ -490,12 +495,13 @@ SWINGS_OF_A_LEARNER = 0.55
 
 
 def _swings_room(ctx, change: dict) -> tuple[float, str]:
-    """_catch_up_room, times SWINGS_OF_A_LEARNER where the run learned and kept it (the catch-up
-    sentence says so)."""
+    """_catch_up_room, times SWINGS_OF_A_LEARNER where the run learned and kept it."""
     factor, why = _catch_up_room(ctx, change)
+    if not why:  # _catch_up_room judged nothing: too few points, or a run that did not learn
+        return factor, why
     # an LR far past its optimizer's range, or a loss zig-zagging every epoch, is a fault anyway
     far = max(ramp(lr_is_high(ctx.config), 0.7, 1.0), ramp(alternation(ctx.features), 0.8, 0.95))
-    if why and far < 1.0:  # a run that learned
+    if far < 1.0:
         factor *= SWINGS_OF_A_LEARNER + (1.0 - SWINGS_OF_A_LEARNER) * far
         why += " Swings around a descent that got this far are as often the price of a fast LR as a fault."
     return factor, why

@@ -698,3 +698,41 @@ def test_a_healthy_runs_own_curve_ranks_above_the_generic_anneal_exploration():
     assert rules[0] == "overfitting.raise_weight_decay", rules
     assert rules.index("explore.anneal_lr") > rules.index("overfitting.add_dropout")
 
+
+def test_swings_of_a_run_that_learned_in_its_first_epoch_get_no_confident_lower_lr():
+    # Adam lr 0.027 on make_blobs/52, polished by retraining (a recorded plain run of the dev part):
+    # val accuracy 94% after the first epoch, then train and val swing around that level. Its accuracy
+    # never rose 5 points over the logged epochs, but its val_loss (0.087 at 97%) sat far under what a
+    # model that ignores its inputs can reach at that accuracy (the binary entropy, 0.14): it learned,
+    # in its first epoch. "Lower the LR 10x" came first at 0.8; it made best val_loss 27% worse
+    run = plain_run(loss=[0.802, 0.177, 0.266, 0.252, 0.112, 0.0734, 0.0849, 0.0988, 0.0742, 0.0971, 0.128, 0.198],
+                    val_loss=[0.173, 0.449, 0.227, 0.0865, 0.14, 0.146, 0.165, 0.221, 0.124, 0.148, 0.219, 0.223],
+                    val_acc=[0.939, 0.894, 0.95, 0.967, 0.939, 0.95, 0.944, 0.944, 0.956, 0.944, 0.933, 0.944],
+                    optimizer="adam", lr=0.027, momentum=0.0)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "unstable"
+    lower = recommendation(answer, "unstable.lower_lr")
+    assert lower is not None and lower["confidence"] < 0.5, lower
+    assert "in its first epoch" in lower["rationale"]
+    # the same swings at chance (a run at SGD lr 3 that learned nothing, make_circles/4): val accuracy
+    # 50% with val_loss at ln 2 and above, no better than a fixed prediction: lower the LR, sure
+    chance = plain_run(loss=[1.08, 2.0, 2.08, 1.19, 0.754, 0.715, 0.704, 0.729, 0.995, 1.44, 1.28, 0.874],
+                       val_loss=[1.83, 0.781, 1.13, 0.905, 0.713, 0.732, 0.739, 0.872, 1.59, 1.72, 1.29, 0.713],
+                       val_acc=[0.5, 0.611, 0.5, 0.5, 0.494, 0.494, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], lr=3.0)
+    top = advise(chance)["recommendations"][0]
+    assert top["rule"] == "unstable.lower_lr" and top["confidence"] >= 0.5, top
+
+
+def test_a_fixed_prediction_on_imbalanced_data_did_not_learn_in_its_first_epoch():
+    # 90% of the examples in one class: predicting that class for every input gives 90% accuracy at
+    # a cross-entropy of at least h(0.9) = 0.325. A val_loss at that level is no sign of learning.
+    from tracking.rules.engine import analyse
+    from tracking.rules.rules import learned_and_kept
+    flat = [0.33, 0.34, 0.33, 0.35, 0.33, 0.34, 0.33, 0.34, 0.33, 0.33]
+    features, _, _ = analyse(plain_run(loss=flat, val_loss=flat, val_acc=[0.9] * 10))
+    assert features.accuracy["vs_constant"]["best"] > 1.0
+    assert not learned_and_kept(features)
+    fit = [0.12, 0.1, 0.11, 0.09, 0.1, 0.095, 0.1, 0.09, 0.1, 0.09]
+    features, _, _ = analyse(plain_run(loss=fit, val_loss=fit, val_acc=[0.95, 0.96, 0.95, 0.96, 0.95, 0.96, 0.95,
+                                                                        0.96, 0.95, 0.96]))
+    assert features.accuracy["vs_constant"]["best"] < 0.9 and learned_and_kept(features)

@@ -514,19 +514,43 @@ def _lr_end_share(curves: Curves, config: dict, status: str, n: int, planned: in
     return None
 
 
+def binary_entropy(a: np.ndarray) -> np.ndarray:
+    a = np.clip(a, 1e-12, 1.0 - 1e-12)
+    return -(a * np.log(a) + (1.0 - a) * np.log1p(-a))
+
+
+def _over_constant_prediction(curves: Curves, acc: np.ndarray) -> np.ndarray | None:
+    """Per epoch, val_loss over the least cross-entropy a model that ignores its inputs can have at
+    that val accuracy: a fixed prediction is right on one class's share a of the examples, and its
+    cross-entropy is at least the entropy of the class shares, itself at least the binary entropy
+    h(a) (for any number of classes and any balance). Under 1, the model used its inputs. None
+    unless val_loss and val accuracy come once an epoch each (aligned one to one)."""
+    if curves.val is None or len(curves.val) != len(acc):
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return curves.val / binary_entropy(acc)
+
+
 def _accuracy_facts(curves: Curves) -> dict | None:
     acc = curves.val_accuracy
     if acc is None or len(acc) < 3:
         return None
-    v = acc.values[np.isfinite(acc.values)]
+    finite = np.isfinite(acc.values)
+    v = acc.values[finite]
     if v.size < 3:
         return None
     if v.max() > 1.5:  # logged in percent
         v = v / 100.0
     best = int(np.argmax(v))
     late = v[v.size // 2:]
-    return {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best, "low": float(v.min()),
-            "n": int(v.size), "late_mean": float(late.mean()), "late_spread": float(late.max() - late.min())}
+    facts = {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best,
+             "low": float(v.min()), "n": int(v.size), "late_mean": float(late.mean()),
+             "late_spread": float(late.max() - late.min())}
+    if finite.all():
+        ratio = _over_constant_prediction(curves, v)
+        if ratio is not None and np.isfinite(ratio).any():
+            facts["vs_constant"] = {"first": float(ratio[0]), "best": float(np.nanmin(ratio)), "last": float(ratio[-1])}
+    return facts
 
 
 def _uniform_classes(val: np.ndarray | None, acc: dict | None) -> int | None:

@@ -431,14 +431,26 @@ def lr_upper(config: dict) -> float:
     return ramp(math.log10(lr / mid), math.log10(1.5), math.log10(3.0))
 
 
+# val_loss this far under the least cross-entropy of a model that ignores its inputs (features:
+# vs_constant) shows a fit, not the noise of a loss at that bound
+USED_ITS_INPUTS = 0.9
+
+
 def learned_and_kept(features: Features) -> bool:
     """The run learned and kept it: its val accuracy rose 5 points and ended with at least half of the
     rise (without one, a best loss under 40% of its first). An accuracy that spiked once and fell back
-    to where it started (a run thrown about at an LR far too large) has nothing a lower LR could cost."""
+    to where it started (a run thrown about at an LR far too large) has nothing a lower LR could cost.
+    The first logged epoch comes after a whole epoch of training: a run may have learned all it did in
+    it. Its val_loss then sat well under what any model that ignores its inputs can reach at that
+    accuracy (USED_ITS_INPUTS), and it kept that if it ended so too or at its first accuracy or above."""
     acc, m = features.accuracy, features.main()
     if acc:
         rise = acc["best"] - acc["first"]
-        return rise >= 0.05 and acc["last"] - acc["first"] >= 0.5 * rise
+        if rise >= 0.05:
+            return acc["last"] - acc["first"] >= 0.5 * rise
+        bound = acc.get("vs_constant")
+        return bool(bound) and bound["best"] <= USED_ITS_INPUTS and (
+            bound["last"] <= USED_ITS_INPUTS or acc["last"] >= acc["first"])
     return m is not None and m.first > 0 and m.raw_min <= 0.4 * m.first
 
 
@@ -457,12 +469,19 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
         return 1.0, ""
     acc = f.accuracy
     s, n = m.smooth, len(m.raw)
-    reached = np.nonzero(s <= m.min + 0.1 * max(s[0] - m.min, 0.0))[0]
-    t = int(reached[0]) if reached.size else n - 1
     k = ctx.config["lr"] / new
+    if acc and acc["best"] - acc["first"] < 0.05:
+        # learned in its first epoch (learned_and_kept): its descent was done by then, and what the
+        # logged curve moves after it is the swings around its level
+        t = 0
+        learned_how = (f"in its first epoch: val_accuracy {pct(acc['first'])} after it, its val_loss well under "
+                       f"what a model ignoring its inputs can reach at that accuracy")
+    else:
+        reached = np.nonzero(s <= m.min + 0.1 * max(s[0] - m.min, 0.0))[0]
+        t = int(reached[0]) if reached.size else n - 1
+        learned_how = (f"val_accuracy {pct(acc['first'])} -> {pct(acc['best'])}" if acc
+                       else f"its best loss {pct(m.raw_min / m.first)} of its first")
     factor = 1.0 - 0.5 * ramp(k * (t + 1) / n, 1.5, 3.0)
-    learned_how = (f"val_accuracy {pct(acc['first'])} -> {pct(acc['best'])}" if acc
-                   else f"its best loss {pct(m.raw_min / m.first)} of its first")
     return factor, (f"Less sure here: the run learned ({learned_how}) and had 90% of its descent by "
                     f"{f.at(t)}; at a {num(k)}x lower LR it would need about {int(round(k * (t + 1)))} epochs "
                     f"to get as far, and it had {n}: {why_best}.")

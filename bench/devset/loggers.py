@@ -60,12 +60,15 @@ make_gaussian_quantiles/56 in 6 features and a 4-blob make_blobs/57 in 5 feature
 (06:51 UTC, engine 8f45c0c); the eighteenth, as large: a 5-class make_classification/58 with 6
 informative features of 10 and class_sep 1.3, a make_moons/59 with noise 0.21, a make_circles/60 with
 noise 0.14 and factor 0.5, a 3-class make_gaussian_quantiles/61 in 5 features and a 3-blob
-make_blobs/62 in 9 features (plain only) (07:01 UTC, the same engine). Held out (the nineteenth part,
-as large): a 4-class make_classification/63 with 5 informative and 3 redundant features of 13 and
-class_sep 0.9, a make_moons/64 with noise 0.27, a make_circles/65 with noise 0.17 and factor 0.4
-(every library), a 2-class make_gaussian_quantiles/66 in 8 features and a 5-blob make_blobs/67 in 6
-features (plain), trained with --train-only on 3 Dec; to be measured once, then examined and moved
-to dev.
+make_blobs/62 in 9 features (plain only) (07:01 UTC, the same engine); the nineteenth, as large: a
+4-class make_classification/63 with 5 informative and 3 redundant features of 13 and class_sep 0.9, a
+make_moons/64 with noise 0.27, a make_circles/65 with noise 0.17 and factor 0.4, a 2-class
+make_gaussian_quantiles/66 in 8 features and a 5-blob make_blobs/67 in 6 features (plain only)
+(09:16 UTC, engine 3e02d4f). Held out (the twentieth part, as large): a 3-class
+make_classification/68 with 8 informative features of 16 and class_sep 1.2, a make_moons/69 with
+noise 0.23, a make_circles/70 with noise 0.19 and factor 0.55 (every library), a 3-class
+make_gaussian_quantiles/71 in 7 features and a 6-blob make_blobs/72 in 4 features (plain), trained
+with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -105,7 +108,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("repeated", 36), ("moons_26", 37), ("classification5f", 39), ("circles_55", 40),
              ("close2", 42), ("moons_18", 43), ("classification4r", 45), ("circles_65", 46), ("classification3s", 48),
              ("moons_24", 49), ("circles_45", 50), ("classification7", 53), ("moons_30", 54), ("circles_60", 55),
-             ("classification5s", 58), ("moons_21", 59), ("circles_50", 60))
+             ("classification5s", 58), ("moons_21", 59), ("circles_50", 60), ("classification4s", 63),
+             ("moons_27", 64), ("circles_40", 65))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -121,12 +125,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("moons_24", 49), ("circles_45", 50), ("quantiles9", 51), ("blobs7", 52),
                       ("classification7", 53), ("moons_30", 54), ("circles_60", 55), ("quantiles6", 56),
                       ("blobs4_5", 57), ("classification5s", 58), ("moons_21", 59), ("circles_50", 60),
-                      ("quantiles5b", 61), ("blobs3_9", 62)),
+                      ("quantiles5b", 61), ("blobs3_9", 62), ("classification4s", 63), ("moons_27", 64),
+                      ("circles_40", 65), ("quantiles8", 66), ("blobs5_6", 67)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4s", 63), ("moons_27", 64), ("circles_40", 65), ("quantiles8", 66),
-                           ("blobs5_6", 67)),
-                 "lightning": (("classification4s", 63), ("moons_27", 64), ("circles_40", 65)),
-                 "hf": (("classification4s", 63), ("moons_27", 64), ("circles_40", 65))}
+HELD_OUT_DATA = {"plain": (("classification3e", 68), ("moons_23", 69), ("circles_55b", 70), ("quantiles7b", 71),
+                           ("blobs6_4", 72)),
+                 "lightning": (("classification3e", 68), ("moons_23", 69), ("circles_55b", 70)),
+                 "hf": (("classification3e", 68), ("moons_23", 69), ("circles_55b", 70))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -243,6 +248,11 @@ GENERATED = {
     "circles_40": ("make_circles", dict(noise=0.17, factor=0.4)),
     "quantiles8": ("make_gaussian_quantiles", dict(n_features=8, n_classes=2)),
     "blobs5_6": ("make_blobs", dict(n_features=6, centers=5, cluster_std=4.0)),
+    "classification3e": ("make_classification", dict(n_features=16, n_informative=8, n_classes=3, class_sep=1.2)),
+    "moons_23": ("make_moons", dict(noise=0.23)),
+    "circles_55b": ("make_circles", dict(noise=0.19, factor=0.55)),
+    "quantiles7b": ("make_gaussian_quantiles", dict(n_features=7, n_classes=3)),
+    "blobs6_4": ("make_blobs", dict(n_features=4, centers=6, cluster_std=3.0)),
 }
 
 

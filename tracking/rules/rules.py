@@ -434,6 +434,13 @@ def lr_upper(config: dict) -> float:
 # val_loss this far under the least cross-entropy of a model that ignores its inputs (features:
 # vs_constant) shows a fit, not the noise of a loss at that bound
 USED_ITS_INPUTS = 0.9
+LEARNED_RISE = 0.05  # a rise of the val accuracy over the logged epochs that shows learning
+
+
+def learned_in_first_epoch(acc: Optional[dict]) -> bool:
+    """The val accuracy rose under LEARNED_RISE over the logged epochs: what the run learned, if
+    anything, it learned in its first epoch (the first logged one comes after a whole epoch)."""
+    return bool(acc) and acc["best"] - acc["first"] < LEARNED_RISE
 
 
 def learned_and_kept(features: Features) -> bool:
@@ -446,7 +453,7 @@ def learned_and_kept(features: Features) -> bool:
     acc, m = features.accuracy, features.main()
     if acc:
         rise = acc["best"] - acc["first"]
-        if rise >= 0.05:
+        if not learned_in_first_epoch(acc):
             return acc["last"] - acc["first"] >= 0.5 * rise
         bound = acc.get("vs_constant")
         return bool(bound) and bound["best"] <= USED_ITS_INPUTS and (
@@ -470,7 +477,7 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
     acc = f.accuracy
     s, n = m.smooth, len(m.raw)
     k = ctx.config["lr"] / new
-    if acc and acc["best"] - acc["first"] < 0.05:
+    if learned_in_first_epoch(acc):
         # learned in its first epoch (learned_and_kept): its descent was done by then, and what the
         # logged curve moves after it is the swings around its level
         t = 0

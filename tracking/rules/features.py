@@ -549,7 +549,7 @@ def _accuracy_facts(curves: Curves) -> dict | None:
     if finite.all():
         ratio = _over_constant_prediction(curves, v)
         if ratio is not None and np.isfinite(ratio).any():
-            facts["vs_constant"] = {"first": float(ratio[0]), "best": float(np.nanmin(ratio)), "last": float(ratio[-1])}
+            facts["vs_constant"] = {"best": float(np.nanmin(ratio)), "last": float(ratio[-1])}
     return facts
 
 

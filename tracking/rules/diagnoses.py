@@ -655,9 +655,14 @@ def _plateau(f: Features):
     if sev <= 0:
         return None
     name = "train_loss" if f.train is not None else "val_loss"
+    facts = {"flat_share": flat_share}
+    if f.train is not None and f.val is not None:
+        # the generalisation gap where the plateau ends: val_loss over train_loss (the smoothed curves)
+        tiny = 1e-6 * (abs(init) + f.floor)
+        facts["val_over_train"] = float((f.val.smooth[-1] + tiny) / (max(f.train.smooth[-1], 0.0) + tiny))
     return Diagnosis("plateau", sev, f"{name} has been flat (within 5% of its descent) since epoch"
                      f" {f.epoch(t.flat_since)}, {pct(flat_share)} of training, at a constant learning rate",
-                     [f.epoch(t.flat_since), f.epoch(len(t.raw) - 1)], {"flat_share": flat_share})
+                     [f.epoch(t.flat_since), f.epoch(len(t.raw) - 1)], facts)
 
 
 def calibrated_ce(accuracy: float, classes: int) -> float:

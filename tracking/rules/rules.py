@@ -612,6 +612,20 @@ def _floor_room(ctx, change: dict) -> tuple[float, str]:
         f"more slowly.")
 
 
+def _settle_room(ctx, change: dict) -> tuple[float, str]:
+    """What annealing a plateaued LR can gain on the val loss: the decay stills the steps' noise, and
+    the train loss settles lower in the valley. val_loss follows it by what it shares with it: at g
+    times the train loss at the end, the rest of its level (the generalisation gap) is not the noise's,
+    and a fall of the train loss by some share of its level moves val_loss by about 1/g of that share:
+    the confidence times 1/g (all of it where val_loss is at or below the train loss). Without both
+    curves the gap is unknown: no change."""
+    gap = ctx.diagnosis.facts.get("val_over_train")
+    if gap is None or gap <= 1.0:
+        return 1.0, ""
+    return 1.0 / gap, (f"Less sure here: val_loss ended {num(gap)}x train_loss; annealing settles the train "
+                       f"loss lower, and val_loss follows only by the part of its level it shares with it.")
+
+
 def _early_overfit_at_upper_lr(ctx):
     """The val minimum came early, at an LR above the middle of its usual range (not a fine-tuning run:
     its own rule lowers the LR): in the first quarter of training, or in the first 40% after a jumpy
@@ -787,12 +801,15 @@ RULES: list[Rule] = [
          boost=lambda c: 0.35 * max(wd_strength(c.config), lr_is_high(c.config)) * (1.0 - lr_is_low(c.config))),
     # Plateau at a constant LR: anneal it.
     Rule("plateau.cosine", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("cosine"),
-         "The loss sits on a plateau at a constant LR: annealing it (cosine) settles into the valley.", 0.6),
+         "The loss sits on a plateau at a constant LR: annealing it (cosine) settles into the valley.", 0.6,
+         room=_settle_room),
     Rule("plateau.one_cycle", "plateau", lambda c: c.config["scheduler"] == "constant", _schedule("onecycle"),
          "One cycle (Smith, 2018) rises then anneals the LR by orders of magnitude, escaping the plateau "
-         "and settling lower.", 0.55),
+         "and settling lower.", 0.55,
+         room=_settle_room),
     Rule("plateau.warm_restarts", "plateau", lambda c: c.config["scheduler"] in ("constant", "step"),
-         _schedule("cosine_restarts"), "Warm restarts (SGDR) jump out of a plateau and anneal again.", 0.45),
+         _schedule("cosine_restarts"), "Warm restarts (SGDR) jump out of a plateau and anneal again.", 0.45,
+         room=_settle_room),
 ]
 # Batch normalisation: "BatchNorm always helps in learning as well as generalization" (the knowledge
 # notes: "always use batch normalization", FC - BatchNorm - ReLU); a regulariser and a stabiliser.

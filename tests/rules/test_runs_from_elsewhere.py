@@ -425,6 +425,16 @@ def test_batch_norm_is_no_confident_first_cure_for_a_loss_levelled_off_at_the_da
                     val_acc=[0.794, 0.872, 0.917, 0.928, 0.894, 0.939, 0.939, 0.95, 0.939, 0.95, 0.939, 0.95],
                     optimizer="adam", lr=0.009, momentum=0.0, batch_norm=False, width=64, depth=2)
     answer = advise(run)
+    # read as a plain loop's run (no class count, no step-0 loss), its level is known only against the
+    # first logged epoch: 35% of it, a bound that says the loss fell far, so no underfitting is read
+    assert answer["diagnoses"][0]["id"] in ("underfitting", "healthy"), answer["diagnoses"][0]
+    recs = answer["recommendations"]
+    assert not recs or recs[0]["rule"] != "underfitting.batch_norm", recs[0]
+    norm = next((r for r in recs if r["rule"] == "underfitting.batch_norm"), None)
+    assert norm is None or norm["confidence"] < 0.5
+    # with the untrained level known (two classes: ln 2) the same curves level off at a third of it,
+    # together: underfitting, and still no confident batch norm first
+    answer = advise({**run, "config": {**run["config"], "num_classes": 2}})
     assert answer["diagnoses"][0]["id"] == "underfitting"
     assert answer["recommendations"][0]["rule"] != "underfitting.batch_norm", answer["recommendations"][0]
     norm = next(r for r in answer["recommendations"] if r["rule"] == "underfitting.batch_norm")
@@ -613,11 +623,15 @@ def test_dropout_in_its_usual_range_is_no_confident_cure_for_a_train_loss_above_
                     dropout=0.5)
     answer = advise(run)
     lower = recommendation(answer, "underfitting.lower_dropout")
-    assert lower is not None and lower["confidence"] < 0.5, lower
+    assert lower is None or lower["confidence"] < 0.5, lower
     assert all(r["confidence"] < 0.5 for r in answer["recommendations"]), answer["recommendations"][0]
-    # the same curves under heavy dropout (0.85): halving it is a confident cure
-    run["config"]["dropout"] = 0.85
-    lower = recommendation(advise(run), "underfitting.lower_dropout")
+    # under heavy dropout (0.85), losses that barely fell from their first epoch (55%) and end together
+    # (breast_cancer/3's curves): a fit held back, and halving the dropout is a confident cure
+    held = plain_run(loss=[0.638, 0.545, 0.473, 0.385, 0.348, 0.37, 0.359, 0.348, 0.358, 0.343, 0.333, 0.349],
+                     val_loss=[0.549, 0.494, 0.407, 0.344, 0.344, 0.365, 0.334, 0.344, 0.348, 0.328, 0.333, 0.347],
+                     val_acc=[0.784, 0.83, 0.959, 0.965, 0.965, 0.965, 0.959, 0.953, 0.965, 0.965, 0.959, 0.965],
+                     dropout=0.85)
+    lower = recommendation(advise(held), "underfitting.lower_dropout")
     assert lower is not None and lower["confidence"] >= 0.5, lower
 
 
@@ -760,3 +774,30 @@ def test_annealing_a_plateau_is_not_confident_when_val_loss_ends_well_above_the_
     level_cosine = recommendation(advise(level), "plateau.cosine")
     assert level_cosine is not None and "x train_loss" not in level_cosine["rationale"], level_cosine
     assert level_cosine["confidence"] > cosine["confidence"] + 0.05
+
+
+def test_losses_that_ended_together_far_below_their_first_epoch_are_no_underfitting():
+    # SGD lr 0.15, weight decay 1e-3 on make_moons/69 (a recorded plain run of the dev part, 20 epochs):
+    # train and val end together, val below train, at 22% of the first epoch's train loss. With no class
+    # count and no step-0 loss the untrained level is unknown, and the first logged epoch comes after
+    # training began: 22% of it is 22% or less of the untrained level, a fall, not a fit held back.
+    # "Lower the weight decay" came first at 0.63; retrained, it made best val_loss 7% worse.
+    run = plain_run(loss=[0.499, 0.35, 0.296, 0.278, 0.223, 0.2, 0.171, 0.146, 0.146, 0.156, 0.151, 0.153, 0.155,
+                          0.136, 0.129, 0.125, 0.113, 0.112, 0.11, 0.109],
+                    val_loss=[0.272, 0.237, 0.214, 0.158, 0.115, 0.103, 0.0839, 0.0882, 0.0759, 0.0654, 0.0766, 0.162,
+                              0.0896, 0.0762, 0.0714, 0.0881, 0.0716, 0.0745, 0.0738, 0.0739],
+                    val_acc=[0.878, 0.917, 0.911, 0.928, 0.978, 0.961, 0.983, 0.956, 0.978, 0.983, 0.978, 0.928,
+                             0.978, 0.967, 0.978, 0.983, 0.978, 0.967, 0.972, 0.972],
+                    lr=0.15, weight_decay=1e-3)
+    answer = advise(run)
+    assert all(d["id"] != "underfitting" or d["severity"] < 0.5 for d in answer["diagnoses"]), answer["diagnoses"]
+    lower = recommendation(answer, "underfitting.lower_weight_decay")
+    assert lower is None or lower["confidence"] < 0.5, lower
+    # weight decay 0.3 on breast_cancer/3 (a recorded plain run): the same "together", at 55% of the
+    # first epoch, a loss that barely fell. Lowering the weight decay helped: still sure
+    held = plain_run(loss=[0.638, 0.545, 0.473, 0.385, 0.348, 0.37, 0.359, 0.348, 0.358, 0.343, 0.333, 0.349],
+                     val_loss=[0.549, 0.494, 0.407, 0.344, 0.344, 0.365, 0.334, 0.344, 0.348, 0.328, 0.333, 0.347],
+                     val_acc=[0.784, 0.83, 0.959, 0.965, 0.965, 0.965, 0.959, 0.953, 0.965, 0.965, 0.959, 0.965],
+                     weight_decay=0.3)
+    top = advise(held)["recommendations"][0]
+    assert top["rule"] == "underfitting.lower_weight_decay" and top["confidence"] >= 0.8, top

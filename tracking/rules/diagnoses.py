@@ -617,11 +617,18 @@ def _underfitting(f: Features):
         if smooth_rise:
             pulled = ramp(f.train.rise_from_min, 0.05, 0.15) * ramp(f.val.rise_from_min, 0.03, 0.1)
     strong = max(together, pulled)
-    if not level_known:
-        level = max(level, 0.6) if strong else 0.0  # a level after training is no measure of the fit
+    # Without a known untrained level the level is read against the first logged epoch, which comes
+    # after training began (a mean over an epoch that started at the untrained level, or a point after
+    # it): an upper bound on the true level. A level near 1 cannot tell a fit held back from one made
+    # in the first epoch: only train and val ending together (or pulled back up) make it a sign. A
+    # level well under 1 is a fall the run made: it ended at that share of its untrained level or lower,
+    # so "together at a quarter of the untrained level" (read from a known level) is not read from it.
+    if not level_known and not strong:
+        level = 0.0
     evidence = max(strong, ramp(level, 0.7, 0.9))
     refit = 1.0 - ramp(t.rise_from_min, 0.1, 0.3) * (0.0 if smooth_rise else 1.0)
-    sev = flat * refit * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), strong * ramp(level, 0.08, 0.25))
+    low_together = strong * ramp(level, 0.08, 0.25) if level_known else 0.0
+    sev = flat * refit * max(ramp(level, 0.2, 0.55) * (0.4 + 0.6 * evidence), low_together)
     sev *= 1.0 - ramp(level, 1.05, 1.3)  # a loss that ended above its untrained level diverged
     if sev >= 0.2:
         sev = min(1.0, sev * (1.0 + reg))  # strong regularisation in the config explains what the curves show

@@ -67,11 +67,15 @@ make_gaussian_quantiles/66 in 8 features and a 5-blob make_blobs/67 in 6 feature
 (09:16 UTC, engine 3e02d4f); the twentieth, as large: a 3-class make_classification/68 with 8
 informative features of 16 and class_sep 1.2, a make_moons/69 with noise 0.23, a make_circles/70 with
 noise 0.19 and factor 0.55, a 3-class make_gaussian_quantiles/71 in 7 features and a 6-blob
-make_blobs/72 in 4 features (plain only) (11:33 UTC, engine 06f409f). Held out (the twenty-first part,
-as large): a 4-class make_classification/73 with 9 informative features of 18 and class_sep 1.0, a
-make_moons/74 with noise 0.28, a make_circles/75 with noise 0.13 and factor 0.45 (every library), a
-2-class make_gaussian_quantiles/76 in 10 features and a 5-blob make_blobs/77 in 9 features (plain),
-trained with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
+make_blobs/72 in 4 features (plain only) (11:33 UTC, engine 06f409f); the twenty-first, as large: a
+4-class make_classification/73 with 9 informative features of 18 and class_sep 1.0, a make_moons/74
+with noise 0.28, a make_circles/75 with noise 0.13 and factor 0.45, a 2-class
+make_gaussian_quantiles/76 in 10 features and a 5-blob make_blobs/77 in 9 features (plain only)
+(12:00 UTC, engine 97347f9). Held out (the twenty-second part, as large): a 5-class
+make_classification/78 with 12 informative features of 20 and class_sep 1.1, a make_moons/79 with
+noise 0.2, a make_circles/80 with noise 0.21 and factor 0.5 (every library), a 4-class
+make_gaussian_quantiles/81 in 6 features and a 4-blob make_blobs/82 in 7 features (plain), trained
+with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -112,7 +116,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("close2", 42), ("moons_18", 43), ("classification4r", 45), ("circles_65", 46), ("classification3s", 48),
              ("moons_24", 49), ("circles_45", 50), ("classification7", 53), ("moons_30", 54), ("circles_60", 55),
              ("classification5s", 58), ("moons_21", 59), ("circles_50", 60), ("classification4s", 63),
-             ("moons_27", 64), ("circles_40", 65), ("classification3e", 68), ("moons_23", 69), ("circles_55b", 70))
+             ("moons_27", 64), ("circles_40", 65), ("classification3e", 68), ("moons_23", 69), ("circles_55b", 70),
+             ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -130,12 +135,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("blobs4_5", 57), ("classification5s", 58), ("moons_21", 59), ("circles_50", 60),
                       ("quantiles5b", 61), ("blobs3_9", 62), ("classification4s", 63), ("moons_27", 64),
                       ("circles_40", 65), ("quantiles8", 66), ("blobs5_6", 67), ("classification3e", 68),
-                      ("moons_23", 69), ("circles_55b", 70), ("quantiles7b", 71), ("blobs6_4", 72)),
+                      ("moons_23", 69), ("circles_55b", 70), ("quantiles7b", 71), ("blobs6_4", 72),
+                      ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75), ("quantiles10", 76),
+                      ("blobs5_9", 77)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4n", 73), ("moons_28", 74), ("circles_45b", 75), ("quantiles10", 76),
-                           ("blobs5_9", 77)),
-                 "lightning": (("classification4n", 73), ("moons_28", 74), ("circles_45b", 75)),
-                 "hf": (("classification4n", 73), ("moons_28", 74), ("circles_45b", 75))}
+HELD_OUT_DATA = {"plain": (("classification5n", 78), ("moons_20", 79), ("circles_50b", 80), ("quantiles4c", 81),
+                           ("blobs4_7", 82)),
+                 "lightning": (("classification5n", 78), ("moons_20", 79), ("circles_50b", 80)),
+                 "hf": (("classification5n", 78), ("moons_20", 79), ("circles_50b", 80))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -262,6 +269,11 @@ GENERATED = {
     "circles_45b": ("make_circles", dict(noise=0.13, factor=0.45)),
     "quantiles10": ("make_gaussian_quantiles", dict(n_features=10, n_classes=2)),
     "blobs5_9": ("make_blobs", dict(n_features=9, centers=5, cluster_std=4.5)),
+    "classification5n": ("make_classification", dict(n_features=20, n_informative=12, n_classes=5, class_sep=1.1)),
+    "moons_20": ("make_moons", dict(noise=0.2)),
+    "circles_50b": ("make_circles", dict(noise=0.21, factor=0.5)),
+    "quantiles4c": ("make_gaussian_quantiles", dict(n_features=6, n_classes=4)),
+    "blobs4_7": ("make_blobs", dict(n_features=7, centers=4, cluster_std=4.0)),
 }
 
 

@@ -543,13 +543,18 @@ def _accuracy_facts(curves: Curves) -> dict | None:
         v = v / 100.0
     best = int(np.argmax(v))
     late = v[v.size // 2:]
-    facts = {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]), "best_index": best,
-             "low": float(v.min()), "n": int(v.size), "late_mean": float(late.mean()),
+    # "end": the level the run ended at, its last epoch or the median of its last three, the higher (a
+    # swing down in the last epoch alone is no level the run fell back to; the last epoch up from a
+    # late fall is where the run got back to)
+    facts = {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]),
+             "end": float(max(v[-1], np.median(v[-3:]))),
+             "best_index": best, "low": float(v.min()), "n": int(v.size), "late_mean": float(late.mean()),
              "late_spread": float(late.max() - late.min())}
     if finite.all():
         ratio = _over_constant_prediction(curves, v)
         if ratio is not None and np.isfinite(ratio).any():
-            facts["vs_constant"] = {"best": float(np.nanmin(ratio)), "last": float(ratio[-1])}
+            facts["vs_constant"] = {"best": float(np.nanmin(ratio)),
+                                    "end": float(min(ratio[-1], np.nanmedian(ratio[-3:])))}
     return facts
 
 

@@ -445,7 +445,9 @@ def learned_in_first_epoch(acc: Optional[dict]) -> bool:
 
 def learned_and_kept(features: Features) -> bool:
     """The run learned and kept it: its val accuracy rose 5 points and ended with at least half of the
-    rise (without one, a best loss under 40% of its first). An accuracy that spiked once and fell back
+    rise (where it ended: its last epoch or the median of its last three, the higher, so one swing down
+    in the last epoch is not read as the run losing what it learned; without an accuracy, a best loss
+    under 40% of its first). An accuracy that spiked once and fell back
     to where it started (a run thrown about at an LR far too large) has nothing a lower LR could cost.
     The first logged epoch comes after a whole epoch of training: a run may have learned all it did in
     it. Its val_loss then sat well under what any model that ignores its inputs can reach at that
@@ -454,10 +456,10 @@ def learned_and_kept(features: Features) -> bool:
     if acc:
         rise = acc["best"] - acc["first"]
         if not learned_in_first_epoch(acc):
-            return acc["last"] - acc["first"] >= 0.5 * rise
+            return acc["end"] - acc["first"] >= 0.5 * rise
         bound = acc.get("vs_constant")
         return bool(bound) and bound["best"] <= USED_ITS_INPUTS and (
-            bound["last"] <= USED_ITS_INPUTS or acc["last"] >= acc["first"])
+            bound["end"] <= USED_ITS_INPUTS or acc["end"] >= acc["first"])
     return m is not None and m.first > 0 and m.raw_min <= 0.4 * m.first
 
 

@@ -447,8 +447,8 @@ def learned_and_kept(features: Features) -> bool:
     """The run learned and kept it: its val accuracy rose 5 points and ended with at least half of the
     rise (where it ended: its last epoch or the median of its last three, the higher, so one swing down
     in the last epoch is not read as the run losing what it learned; without an accuracy, a best loss
-    under 40% of its first). An accuracy that spiked once and fell back
-    to where it started (a run thrown about at an LR far too large) has nothing a lower LR could cost.
+    under 40% of its first). An accuracy that spiked once and fell back to where it started (a run
+    thrown about at an LR far too large) has nothing a lower LR could cost.
     The first logged epoch comes after a whole epoch of training: a run may have learned all it did in
     it. Its val_loss then sat well under what any model that ignores its inputs can reach at that
     accuracy (USED_ITS_INPUTS), and it kept that if it ended so too or at its first accuracy or above."""

@@ -71,11 +71,14 @@ make_blobs/72 in 4 features (plain only) (11:33 UTC, engine 06f409f); the twenty
 4-class make_classification/73 with 9 informative features of 18 and class_sep 1.0, a make_moons/74
 with noise 0.28, a make_circles/75 with noise 0.13 and factor 0.45, a 2-class
 make_gaussian_quantiles/76 in 10 features and a 5-blob make_blobs/77 in 9 features (plain only)
-(12:00 UTC, engine 97347f9). Held out (the twenty-second part, as large): a 5-class
-make_classification/78 with 12 informative features of 20 and class_sep 1.1, a make_moons/79 with
-noise 0.2, a make_circles/80 with noise 0.21 and factor 0.5 (every library), a 4-class
-make_gaussian_quantiles/81 in 6 features and a 4-blob make_blobs/82 in 7 features (plain), trained
-with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
+(12:00 UTC, engine 97347f9); the twenty-second, as large: a 5-class make_classification/78 with 12
+informative features of 20 and class_sep 1.1, a make_moons/79 with noise 0.2, a make_circles/80 with
+noise 0.21 and factor 0.5, a 4-class make_gaussian_quantiles/81 in 6 features and a 4-blob
+make_blobs/82 in 7 features (plain only) (12:43 UTC, engine 025430c). Held out (the twenty-third part,
+as large): a 3-class make_classification/83 with 10 informative features of 15 and 4% flipped labels,
+a make_moons/84 with noise 0.25, a make_circles/85 with noise 0.2 and factor 0.58 (every library), a
+2-class make_gaussian_quantiles/86 in 3 features and a 3-blob make_blobs/87 in 5 features (plain),
+trained with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -117,7 +120,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("moons_24", 49), ("circles_45", 50), ("classification7", 53), ("moons_30", 54), ("circles_60", 55),
              ("classification5s", 58), ("moons_21", 59), ("circles_50", 60), ("classification4s", 63),
              ("moons_27", 64), ("circles_40", 65), ("classification3e", 68), ("moons_23", 69), ("circles_55b", 70),
-             ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75))
+             ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75), ("classification5n", 78),
+             ("moons_20", 79), ("circles_50b", 80))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -137,12 +141,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("circles_40", 65), ("quantiles8", 66), ("blobs5_6", 67), ("classification3e", 68),
                       ("moons_23", 69), ("circles_55b", 70), ("quantiles7b", 71), ("blobs6_4", 72),
                       ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75), ("quantiles10", 76),
-                      ("blobs5_9", 77)),
+                      ("blobs5_9", 77), ("classification5n", 78), ("moons_20", 79), ("circles_50b", 80),
+                      ("quantiles4c", 81), ("blobs4_7", 82)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification5n", 78), ("moons_20", 79), ("circles_50b", 80), ("quantiles4c", 81),
-                           ("blobs4_7", 82)),
-                 "lightning": (("classification5n", 78), ("moons_20", 79), ("circles_50b", 80)),
-                 "hf": (("classification5n", 78), ("moons_20", 79), ("circles_50b", 80))}
+HELD_OUT_DATA = {"plain": (("classification3f", 83), ("moons_25", 84), ("circles_58", 85), ("quantiles2b", 86),
+                           ("blobs3_5", 87)),
+                 "lightning": (("classification3f", 83), ("moons_25", 84), ("circles_58", 85)),
+                 "hf": (("classification3f", 83), ("moons_25", 84), ("circles_58", 85))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -274,6 +279,11 @@ GENERATED = {
     "circles_50b": ("make_circles", dict(noise=0.21, factor=0.5)),
     "quantiles4c": ("make_gaussian_quantiles", dict(n_features=6, n_classes=4)),
     "blobs4_7": ("make_blobs", dict(n_features=7, centers=4, cluster_std=4.0)),
+    "classification3f": ("make_classification", dict(n_features=15, n_informative=10, n_classes=3, flip_y=0.04)),
+    "moons_25": ("make_moons", dict(noise=0.25)),
+    "circles_58": ("make_circles", dict(noise=0.2, factor=0.58)),
+    "quantiles2b": ("make_gaussian_quantiles", dict(n_features=3, n_classes=2)),
+    "blobs3_5": ("make_blobs", dict(n_features=5, centers=3, cluster_std=3.0)),
 }
 
 

@@ -433,6 +433,13 @@ def _unstable(f: Features):
                      [f.epoch(len(sh.raw) // 5), f.epoch(len(sh.raw) - 1)], {"grad_spikes": spikes})
 
 
+def over_train(f: Features, val: float, train: float) -> float:
+    """val_loss over train_loss (the generalisation gap as a ratio), both nudged by a sliver of the
+    loss scale (0.1% of the initial loss) so that a train loss at zero gives a large finite ratio."""
+    tiny = 0.05 * f.floor
+    return float((val + tiny) / (max(train, 0.0) + tiny))
+
+
 def _overfitting(f: Features):
     v = f.val
     if v is None or len(v.raw) < 4:
@@ -447,8 +454,7 @@ def _overfitting(f: Features):
         t_fall = (t_at - f.train.last) / (abs(t_at) + f.floor)
         if t_fall < -0.1:
             return None  # train rising too: not overfitting
-        tiny = 0.05 * f.floor
-        gap = _log((v.last + tiny) / (max(f.train.last, 0.0) + tiny), 10)  # val over train, in decades
+        gap = _log(over_train(f, v.last, f.train.last), 10)  # val over train, in decades
         u = f.untrained if np.isfinite(f.untrained) and f.untrained > 0 else abs(f.train.first) + f.floor
         # train loss near zero: the training set is memorised
         memorised = ramp(-_log(max(f.train.last, 1e-12) / u, 10), 1.0, 2.0)
@@ -488,8 +494,7 @@ def _minimum_facts(f: Features) -> dict:
     facts = {"best_at": (i + 1) / n, "ups_to_min": float(ups.mean()) if ups.size else 0.0}
     if f.train is not None and len(f.train.smooth) == n:
         # the generalisation gap at the best epoch: val_loss over train_loss there (the smoothed curves)
-        tiny = 0.05 * f.floor
-        facts["gap_at_best"] = float((v.smooth[v.argmin] + tiny) / (max(f.train.smooth[v.argmin], 0.0) + tiny))
+        facts["gap_at_best"] = over_train(f, v.smooth[v.argmin], f.train.smooth[v.argmin])
     return facts
 
 
@@ -665,8 +670,7 @@ def _plateau(f: Features):
     facts = {"flat_share": flat_share}
     if f.train is not None and f.val is not None:
         # the generalisation gap where the plateau ends: val_loss over train_loss (the smoothed curves)
-        tiny = 1e-6 * (abs(init) + f.floor)
-        facts["val_over_train"] = float((f.val.smooth[-1] + tiny) / (max(f.train.smooth[-1], 0.0) + tiny))
+        facts["val_over_train"] = over_train(f, f.val.smooth[-1], f.train.smooth[-1])
     return Diagnosis("plateau", sev, f"{name} has been flat (within 5% of its descent) since epoch"
                      f" {f.epoch(t.flat_since)}, {pct(flat_share)} of training, at a constant learning rate",
                      [f.epoch(t.flat_since), f.epoch(len(t.raw) - 1)], facts)

@@ -553,8 +553,9 @@ def _accuracy_facts(curves: Curves) -> dict | None:
     if finite.all():
         ratio = _over_constant_prediction(curves, v)
         if ratio is not None and np.isfinite(ratio).any():
-            facts["vs_constant"] = {"best": float(np.nanmin(ratio)),
-                                    "end": float(min(ratio[-1], np.nanmedian(ratio[-3:])))}
+            tail = ratio[-3:][np.isfinite(ratio[-3:])]
+            end = min(ratio[-1], np.median(tail)) if tail.size else ratio[-1]
+            facts["vs_constant"] = {"best": float(np.nanmin(ratio)), "end": float(end)}
     return facts
 
 

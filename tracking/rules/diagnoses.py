@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import Features, ramp
+from .features import Features, lr_shares, ramp, swings_at_low_lr
 
 FINDING = 0.5
 HEAVY_WD = {"adamw": 0.05}  # decoupled weight decay is used at ~10-100x the L2 values
@@ -415,6 +415,17 @@ def _unstable(f: Features):
     # smoothness the best epoch did not need.
     cands = [(sev * (ramp(sh.swing, 0.05, 0.3) if name == "val_loss" else ramp(sh.swing, 0.02, 0.05)), name, sh)
              for sev, name, sh in cands]
+    # Steps that overshoot swing less as the LR falls (their size is the LR's): a schedule that took the
+    # LR to a quarter of its peak or less damps them to about that share. Swings as large there as at
+    # half the peak or more are not the steps' doing (the sampling noise of a few batches a logged
+    # point, a small val set's hard examples): none of the finding from 1.2x the high-LR swings,
+    # all of it at 0.6x or less.
+    undamped = {}
+    for sev, name, sh in cands:
+        ratio = swings_at_low_lr(sh, lr_shares(f.curves, len(sh.raw)), f.floor)
+        if ratio is not None:
+            undamped[name] = ratio
+    cands = [(sev * (1.0 - ramp(undamped.get(name, 0.0), 0.6, 1.2)), name, sh) for sev, name, sh in cands]
     _, name, sh = max(cands, key=lambda c: c[0])
     sev = 1.0 - float(np.prod([1.0 - c[0] for c in cands]))  # both curves swinging corroborate each other
     if sev <= 0:

@@ -514,6 +514,37 @@ def _lr_end_share(curves: Curves, config: dict, status: str, n: int, planned: in
     return None
 
 
+def lr_shares(curves: Curves, n: int) -> np.ndarray | None:
+    """The logged LR at each of the n per-epoch points as a share of its peak (None without an lr
+    series that spans some steps). The points are placed by their position in the run, the lr by its
+    step's position in the lr series' span: both cover the run from its start to its end."""
+    lr = curves.lr
+    if lr is None or len(lr) < 2 or n < 1:
+        return None
+    ok = np.isfinite(lr.values)
+    steps, values = lr.steps[ok], lr.values[ok]
+    if values.size < 2 or values.max() <= 0 or steps[-1] <= steps[0]:
+        return None
+    where = (steps - steps[0]) / (steps[-1] - steps[0])
+    return np.interp((np.arange(n) + 0.5) / n, where, values) / values.max()
+
+
+def swings_at_low_lr(sh: "CurveShape | None", shares: np.ndarray | None, floor: float) -> float | None:
+    """The curve's swings (its residual around the smooth trend, relative to its level, from a fifth of
+    the way in as `jitter`) where the LR was a quarter of its peak or less, over those where it was
+    half of it or more: about the LR's ratio or less when the steps' size drives them, 1 or more when
+    they go on undamped as the LR falls. None without three points in each phase."""
+    if sh is None or shares is None or len(shares) != len(sh.raw):
+        return None
+    n = len(sh.raw)
+    resid = (sh.raw - sh.smooth) / (np.abs(sh.smooth) + 2.5 * floor)
+    later = (np.arange(n) >= n // 5) & np.isfinite(resid)
+    high, low = later & (shares >= 0.5), later & (shares <= 0.25)
+    if high.sum() < 3 or low.sum() < 3:
+        return None
+    return float(np.sqrt(np.mean(resid[low] ** 2)) / (np.sqrt(np.mean(resid[high] ** 2)) + 1e-12))
+
+
 def binary_entropy(a: np.ndarray) -> np.ndarray:
     a = np.clip(a, 1e-12, 1.0 - 1e-12)
     return -(a * np.log(a) + (1.0 - a) * np.log1p(-a))

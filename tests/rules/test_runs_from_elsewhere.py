@@ -865,3 +865,42 @@ def test_swings_are_read_against_the_lr_they_happened_at():
     assert swings_at_low_lr(damped, shares, 4e-4) <= 0.6
     assert swings_at_low_lr(undamped, shares, 4e-4) >= 1.2
     assert swings_at_low_lr(undamped, np.ones(n), 4e-4) is None  # a constant LR: no low phase to compare
+
+
+def test_a_weight_decay_that_barely_shrank_the_weights_is_not_what_held_the_fit_back():
+    # transformers.Trainer, AdamW lr 0.01 with the default weight decay 0.01 on make_circles (noise
+    # 0.2): train and eval loss level off together at half the untrained level. Over its 116 logged
+    # steps the decoupled decay took lr x wd = 1e-4 a step, about 1% of the weights in all. Retrained:
+    # weight decay 0.001 changed nothing (+0.0%); "lower the weight decay" had come first at 0.65 on
+    # all 7 such dev runs and helped none.
+    lr = [0.009667, 0.00925, 0.008833, 0.008417, 0.008, 0.007583, 0.007167, 0.00675, 0.006333, 0.005917, 0.0055,
+          0.005083, 0.004667, 0.00425, 0.003833, 0.003417, 0.003, 0.002583, 0.002167, 0.00175, 0.001333, 0.0009167,
+          0.0005, 8.333e-05]
+    curves = dict(
+        eval_loss=[0.4403, 0.401, 0.4701, 0.3485, 0.4081, 0.3606, 0.4567, 0.3537, 0.3339, 0.3686, 0.3449, 0.3445],
+        eval_accuracy=[0.8056, 0.8222, 0.7889, 0.8167, 0.8222, 0.8111, 0.8222, 0.8111, 0.8111, 0.8444, 0.8167,
+                       0.8167],
+        loss=[0.6414, 0.5187, 0.4166, 0.3942, 0.3369, 0.4235, 0.3334, 0.3392, 0.3793, 0.2962, 0.3099, 0.4802, 0.3312,
+              0.4504, 0.3495, 0.3283, 0.3565, 0.3242, 0.2893, 0.3741, 0.2995, 0.3701, 0.3019, 0.3415],
+        lr_series=lr, learning_rate=0.01)
+    answer = advise(hf_run(weight_decay=0.01, **curves))
+    lower = [r for r in answer["recommendations"] if "weight_decay" in r["change"]]
+    assert all(r["confidence"] < 0.5 for r in lower), lower
+    assert "1% off the weights" in lower[0]["rationale"]
+    # a decay that did weigh on the weights (30: lr x wd = 0.3 a step) is still the confident cure
+    heavy = advise(hf_run(weight_decay=30.0, **curves))["recommendations"][0]
+    assert heavy["rule"] == "underfitting.lower_weight_decay" and heavy["confidence"] >= 0.5
+
+
+def test_a_decay_read_over_the_run_needs_the_steps_the_run_logged():
+    # a loop that logs once an epoch (steps_per_epoch stated as 1, or not at all) shows no step count:
+    # the decay's weight over the run is unknown, and the rule keeps its confidence
+    run = plain_run(loss=[1.0, 0.8, 0.72, 0.7, 0.69, 0.69, 0.68, 0.68, 0.68, 0.68, 0.68, 0.68],
+                    val_loss=[1.0, 0.82, 0.74, 0.72, 0.71, 0.71, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7],
+                    val_acc=[0.5, 0.55, 0.57, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58],
+                    weight_decay=1e-3, num_classes=2)
+    per_epoch = advise(run)
+    run["steps_per_epoch"] = 1
+    assert advise(run) == per_epoch
+    top = per_epoch["recommendations"][0]
+    assert top["rule"] == "underfitting.lower_weight_decay" and top["confidence"] >= 0.5

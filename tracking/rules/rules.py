@@ -614,6 +614,33 @@ def _floor_room(ctx, change: dict) -> tuple[float, str]:
         f"more slowly.")
 
 
+def run_steps(features: Features) -> Optional[int]:
+    """The optimizer steps the run took, as its step-level train loss shows them (the span of its step
+    numbers); None for a run logged once an epoch, whose steps per epoch, if stated at all, may stand
+    for anything (a tag of 1 for per-epoch points)."""
+    steps = features.curves.train_steps
+    if steps is not None and len(steps) > max(features.n, 1):
+        return int(steps.steps[-1] - steps.steps[0] + 1)
+    return None
+
+
+def _decay_room(ctx, change: dict) -> tuple[float, str]:
+    """What lowering the weight decay can free: the decay holds a fit back by shrinking the weights,
+    lr x weight_decay a step (over 1 - momentum for SGD: decay_per_step), so over the run's steps it
+    took about steps x that share off them (log-shrink). Where that is a few percent, the decay never
+    weighed on the weights and the level the losses settled at is the model's or the LR's: none of the
+    confidence at 1% of shrink over the run, all of it from 10%. Without the step count, no change;
+    nor for an adaptive optimizer with L2 in its gradient (Adam, RMSprop), which divides the decay's
+    gradient by the gradients' running scale: its shrink is not lr x weight_decay."""
+    steps = run_steps(ctx.features)
+    if not steps or ctx.optimizer not in ("sgd", "adamw"):
+        return 1.0, ""
+    shrink = decay_per_step(ctx.config) * steps
+    return ramp(shrink, 0.01, 0.1), (
+        f"Less sure here: at lr {num(ctx.config['lr'])} the weight decay took about {pct(min(shrink, 1.0))} off "
+        f"the weights over the run's {steps} steps: too little to hold the fit back.")
+
+
 def _settle_room(ctx, change: dict) -> tuple[float, str]:
     """What annealing a plateaued LR can gain on the val loss: the decay stills the steps' noise, and
     the train loss settles lower in the valley. val_loss follows it by what it shares with it: at g
@@ -756,7 +783,8 @@ RULES: list[Rule] = [
          # weight decay shrinks the weights by lr x wd a step: the more so the stronger it is (1e-4 and
          # less, the bottom of the usual range, rarely holds a fit back); at an LR far below its usual
          # range the step, not the decay, holds the fit back
-         boost=lambda c: 0.15 * wd_above_bottom(c.config) + 0.25 * wd_strength(c.config) * (1.0 - lr_is_low(c.config))),
+         boost=lambda c: 0.15 * wd_above_bottom(c.config) + 0.25 * wd_strength(c.config) * (1.0 - lr_is_low(c.config)),
+         room=_decay_room),
     Rule("underfitting.lower_dropout", "underfitting", lambda c: c.config["dropout"] >= 0.2, _lower_dropout,
          "Heavy dropout keeps the model from fitting even the training set (within the usual range, up to "
          "0.5, it rarely does: the train loss is read with units dropped, so it looks higher than the fit "

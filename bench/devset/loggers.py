@@ -81,12 +81,15 @@ make_gaussian_quantiles/86 in 3 features and a 3-blob make_blobs/87 in 5 feature
 (14:45 UTC, engine 12b3b3e); the twenty-fourth, as large: a 6-class make_classification/88 with 8
 informative features of 14, class_sep 1.2 and 3% flipped labels, a make_moons/89 with noise 0.22, a
 make_circles/90 with noise 0.18 and factor 0.52, a 4-class make_gaussian_quantiles/91 in 5 features
-and a 5-blob make_blobs/92 in 7 features (plain only) (15:51 UTC, engine ea8ece3). Held out (the
-twenty-fifth part, as large): a 4-class make_classification/93 with 7 informative and 2 redundant
-features of 12 and 5% flipped labels, a make_moons/94 with noise 0.29, a make_circles/95 with noise
-0.15 and factor 0.48 (every library), a 3-class make_gaussian_quantiles/96 in 6 features and a 6-blob
-make_blobs/97 in 6 features (plain), trained with --train-only on 3 Dec; to be measured once, then
-examined and moved to dev.
+and a 5-blob make_blobs/92 in 7 features (plain only) (15:51 UTC, engine ea8ece3); the twenty-fifth, as large: a 4-class make_classification/93 with 7
+informative and 2 redundant features of 12 and 5% flipped labels, a make_moons/94 with noise 0.29, a
+make_circles/95 with noise 0.15 and factor 0.48, a 3-class make_gaussian_quantiles/96 in 6 features
+and a 6-blob make_blobs/97 in 6 features (plain only) (16:31 UTC, engine 7e42112). Held out (the
+twenty-sixth part, as large): a 5-class make_classification/98 with 6 informative and 3 redundant
+features of 15, a make_moons/99 with noise 0.24, a make_circles/100 with noise 0.17 and factor 0.56
+(every library), a 2-class make_gaussian_quantiles/101 in 5 features and a 4-blob make_blobs/102 in 9
+features (plain), trained with --train-only on 3 Dec; to be measured once, then examined and moved to
+dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -131,7 +134,7 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75), ("classification5n", 78),
              ("moons_20", 79), ("circles_50b", 80),
              ("classification3f", 83), ("moons_25", 84), ("circles_58", 85), ("classification6f", 88),
-             ("moons_22", 89), ("circles_52", 90))
+             ("moons_22", 89), ("circles_52", 90), ("classification4f", 93), ("moons_29", 94), ("circles_48", 95))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -154,12 +157,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("blobs5_9", 77), ("classification5n", 78), ("moons_20", 79), ("circles_50b", 80),
                       ("quantiles4c", 81), ("blobs4_7", 82), ("classification3f", 83), ("moons_25", 84),
                       ("circles_58", 85), ("quantiles2b", 86), ("blobs3_5", 87), ("classification6f", 88),
-                      ("moons_22", 89), ("circles_52", 90), ("quantiles4d", 91), ("blobs5_7", 92)),
+                      ("moons_22", 89), ("circles_52", 90), ("quantiles4d", 91), ("blobs5_7", 92),
+                      ("classification4f", 93), ("moons_29", 94), ("circles_48", 95), ("quantiles3c", 96),
+                      ("blobs6_6", 97)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4f", 93), ("moons_29", 94), ("circles_48", 95), ("quantiles3c", 96),
-                           ("blobs6_6", 97)),
-                 "lightning": (("classification4f", 93), ("moons_29", 94), ("circles_48", 95)),
-                 "hf": (("classification4f", 93), ("moons_29", 94), ("circles_48", 95))}
+HELD_OUT_DATA = {"plain": (("classification5r", 98), ("moons_24b", 99), ("circles_56", 100), ("quantiles2c", 101),
+                           ("blobs4_9", 102)),
+                 "lightning": (("classification5r", 98), ("moons_24b", 99), ("circles_56", 100)),
+                 "hf": (("classification5r", 98), ("moons_24b", 99), ("circles_56", 100))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -308,6 +313,12 @@ GENERATED = {
     "circles_48": ("make_circles", dict(noise=0.15, factor=0.48)),
     "quantiles3c": ("make_gaussian_quantiles", dict(n_features=6, n_classes=3)),
     "blobs6_6": ("make_blobs", dict(n_features=6, centers=6, cluster_std=3.5)),
+    "classification5r": ("make_classification", dict(n_features=15, n_informative=6, n_redundant=3, n_classes=5,
+                                                     class_sep=1.0)),
+    "moons_24b": ("make_moons", dict(noise=0.24)),
+    "circles_56": ("make_circles", dict(noise=0.17, factor=0.56)),
+    "quantiles2c": ("make_gaussian_quantiles", dict(n_features=5, n_classes=2)),
+    "blobs4_9": ("make_blobs", dict(n_features=9, centers=4, cluster_std=4.0)),
 }
 
 

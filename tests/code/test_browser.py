@@ -22,15 +22,21 @@ def status_of(run_id):
     return Run.objects.values_list("status", flat=True).get(pk=run_id)
 
 
+# What Chromium answers a reload that the page's own navigation overtook: the request aborted, or the
+# document our reload was sent to already replaced ("Not attached to an active page", seen once on CI)
+RACED = ("ERR_ABORTED", "Not attached to an active page")
+
+
 def reload(page):
-    """Reload, once more if the page's own reload (it reloads itself when its run ends) aborted ours."""
+    """Reload, once more if the page's own reload (it reloads itself when its run ends) raced ours."""
     for attempt in range(3):
         try:
             page.reload()
             return
         except PlaywrightError as exc:
-            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+            if not any(sign in str(exc) for sign in RACED) or attempt == 2:
                 raise
+            time.sleep(0.5)
             page.wait_for_load_state()
 
 

@@ -84,12 +84,15 @@ make_circles/90 with noise 0.18 and factor 0.52, a 4-class make_gaussian_quantil
 and a 5-blob make_blobs/92 in 7 features (plain only) (15:51 UTC, engine ea8ece3); the twenty-fifth, as large: a 4-class make_classification/93 with 7
 informative and 2 redundant features of 12 and 5% flipped labels, a make_moons/94 with noise 0.29, a
 make_circles/95 with noise 0.15 and factor 0.48, a 3-class make_gaussian_quantiles/96 in 6 features
-and a 6-blob make_blobs/97 in 6 features (plain only) (16:31 UTC, engine 7e42112). Held out (the
-twenty-sixth part, as large): a 5-class make_classification/98 with 6 informative and 3 redundant
-features of 15, a make_moons/99 with noise 0.24, a make_circles/100 with noise 0.17 and factor 0.56
-(every library), a 2-class make_gaussian_quantiles/101 in 5 features and a 4-blob make_blobs/102 in 9
-features (plain), trained with --train-only on 3 Dec; to be measured once, then examined and moved to
-dev.
+and a 6-blob make_blobs/97 in 6 features (plain only) (16:31 UTC, engine 7e42112); the twenty-sixth, as large: a
+5-class make_classification/98 with 6 informative and 3 redundant features of 15, a make_moons/99 with
+noise 0.24, a make_circles/100 with noise 0.17 and factor 0.56, a 2-class make_gaussian_quantiles/101 in
+5 features and a 4-blob make_blobs/102 in 9 features (plain only) (17:30 UTC, engine 7e42112). Held out
+(the twenty-seventh part, as large): a 3-class make_classification/103 with 9 informative and 2
+redundant features of 17 and 2% flipped labels, a make_moons/104 with noise 0.19, a make_circles/105
+with noise 0.23 and factor 0.62 (every library), a 4-class make_gaussian_quantiles/106 in 4 features
+and a 7-blob make_blobs/107 in 5 features (plain), trained with --train-only on 3 Dec; to be measured
+once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -134,7 +137,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("classification4n", 73), ("moons_28", 74), ("circles_45b", 75), ("classification5n", 78),
              ("moons_20", 79), ("circles_50b", 80),
              ("classification3f", 83), ("moons_25", 84), ("circles_58", 85), ("classification6f", 88),
-             ("moons_22", 89), ("circles_52", 90), ("classification4f", 93), ("moons_29", 94), ("circles_48", 95))
+             ("moons_22", 89), ("circles_52", 90), ("classification4f", 93), ("moons_29", 94), ("circles_48", 95),
+             ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -159,12 +163,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("circles_58", 85), ("quantiles2b", 86), ("blobs3_5", 87), ("classification6f", 88),
                       ("moons_22", 89), ("circles_52", 90), ("quantiles4d", 91), ("blobs5_7", 92),
                       ("classification4f", 93), ("moons_29", 94), ("circles_48", 95), ("quantiles3c", 96),
-                      ("blobs6_6", 97)),
+                      ("blobs6_6", 97), ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100),
+                      ("quantiles2c", 101), ("blobs4_9", 102)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification5r", 98), ("moons_24b", 99), ("circles_56", 100), ("quantiles2c", 101),
-                           ("blobs4_9", 102)),
-                 "lightning": (("classification5r", 98), ("moons_24b", 99), ("circles_56", 100)),
-                 "hf": (("classification5r", 98), ("moons_24b", 99), ("circles_56", 100))}
+HELD_OUT_DATA = {"plain": (("classification3r", 103), ("moons_19", 104), ("circles_62", 105), ("quantiles4e", 106),
+                           ("blobs7_5", 107)),
+                 "lightning": (("classification3r", 103), ("moons_19", 104), ("circles_62", 105)),
+                 "hf": (("classification3r", 103), ("moons_19", 104), ("circles_62", 105))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -319,6 +324,12 @@ GENERATED = {
     "circles_56": ("make_circles", dict(noise=0.17, factor=0.56)),
     "quantiles2c": ("make_gaussian_quantiles", dict(n_features=5, n_classes=2)),
     "blobs4_9": ("make_blobs", dict(n_features=9, centers=4, cluster_std=4.0)),
+    "classification3r": ("make_classification", dict(n_features=17, n_informative=9, n_redundant=2, n_classes=3,
+                                                     flip_y=0.02)),
+    "moons_19": ("make_moons", dict(noise=0.19)),
+    "circles_62": ("make_circles", dict(noise=0.23, factor=0.62)),
+    "quantiles4e": ("make_gaussian_quantiles", dict(n_features=4, n_classes=4)),
+    "blobs7_5": ("make_blobs", dict(n_features=5, centers=7, cluster_std=3.0)),
 }
 
 

@@ -367,8 +367,10 @@ class Features:
     extra: dict = field(default_factory=dict)
     # The untrained level of the loss: ln C when the number of classes C is known (config, or a val accuracy
     # steady at 1/C with val_loss at ln C: the uniform prediction), else the
-    # loss before the first update (train_loss at step 0); `untrained_known` is False when only the
-    # first logged epoch stands for it (a level after some training: an upper bound of what it learned).
+    # loss before the first update (the first step-level train_loss: at step 0, or a few updates in when
+    # a logger writes every n steps, an estimate that held better on the dev runs than none: reading it
+    # as unknown there cost the Trainer's dev runs 11 hits of 438); `untrained_known` is False when only
+    # the first logged epoch stands for it (a level after some training: an upper bound of what it learned).
     untrained: float = float("nan")
     untrained_known: bool = False
     classes: int | None = None

@@ -87,12 +87,15 @@ make_circles/95 with noise 0.15 and factor 0.48, a 3-class make_gaussian_quantil
 and a 6-blob make_blobs/97 in 6 features (plain only) (16:31 UTC, engine 7e42112); the twenty-sixth, as large: a
 5-class make_classification/98 with 6 informative and 3 redundant features of 15, a make_moons/99 with
 noise 0.24, a make_circles/100 with noise 0.17 and factor 0.56, a 2-class make_gaussian_quantiles/101 in
-5 features and a 4-blob make_blobs/102 in 9 features (plain only) (17:30 UTC, engine 7e42112). Held out
-(the twenty-seventh part, as large): a 3-class make_classification/103 with 9 informative and 2
-redundant features of 17 and 2% flipped labels, a make_moons/104 with noise 0.19, a make_circles/105
-with noise 0.23 and factor 0.62 (every library), a 4-class make_gaussian_quantiles/106 in 4 features
-and a 7-blob make_blobs/107 in 5 features (plain), trained with --train-only on 3 Dec; to be measured
-once, then examined and moved to dev.
+5 features and a 4-blob make_blobs/102 in 9 features (plain only) (17:30 UTC, engine 7e42112); the
+twenty-seventh, as large: a 3-class make_classification/103 with 9 informative and 2 redundant
+features of 17 and 2% flipped labels, a make_moons/104 with noise 0.19, a make_circles/105 with noise
+0.23 and factor 0.62, a 4-class make_gaussian_quantiles/106 in 4 features and a 7-blob make_blobs/107
+in 5 features (plain only) (18:08 UTC, engine 7e42112). Held out (the twenty-eighth part, as large): a
+4-class make_classification/108 with 8 informative features of 13 and class_sep 1.1, a make_moons/109
+with noise 0.26, a make_circles/110 with noise 0.19 and factor 0.47 (every library), a 2-class
+make_gaussian_quantiles/111 in 7 features and a 5-blob make_blobs/112 in 4 features (plain), trained
+with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -138,7 +141,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("moons_20", 79), ("circles_50b", 80),
              ("classification3f", 83), ("moons_25", 84), ("circles_58", 85), ("classification6f", 88),
              ("moons_22", 89), ("circles_52", 90), ("classification4f", 93), ("moons_29", 94), ("circles_48", 95),
-             ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100))
+             ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100), ("classification3r", 103),
+             ("moons_19", 104), ("circles_62", 105))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -164,12 +168,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("moons_22", 89), ("circles_52", 90), ("quantiles4d", 91), ("blobs5_7", 92),
                       ("classification4f", 93), ("moons_29", 94), ("circles_48", 95), ("quantiles3c", 96),
                       ("blobs6_6", 97), ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100),
-                      ("quantiles2c", 101), ("blobs4_9", 102)),
+                      ("quantiles2c", 101), ("blobs4_9", 102), ("classification3r", 103), ("moons_19", 104),
+                      ("circles_62", 105), ("quantiles4e", 106), ("blobs7_5", 107)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification3r", 103), ("moons_19", 104), ("circles_62", 105), ("quantiles4e", 106),
-                           ("blobs7_5", 107)),
-                 "lightning": (("classification3r", 103), ("moons_19", 104), ("circles_62", 105)),
-                 "hf": (("classification3r", 103), ("moons_19", 104), ("circles_62", 105))}
+HELD_OUT_DATA = {"plain": (("classification4e", 108), ("moons_26b", 109), ("circles_47", 110), ("quantiles2d", 111),
+                           ("blobs5_4", 112)),
+                 "lightning": (("classification4e", 108), ("moons_26b", 109), ("circles_47", 110)),
+                 "hf": (("classification4e", 108), ("moons_26b", 109), ("circles_47", 110))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -330,6 +335,11 @@ GENERATED = {
     "circles_62": ("make_circles", dict(noise=0.23, factor=0.62)),
     "quantiles4e": ("make_gaussian_quantiles", dict(n_features=4, n_classes=4)),
     "blobs7_5": ("make_blobs", dict(n_features=5, centers=7, cluster_std=3.0)),
+    "classification4e": ("make_classification", dict(n_features=13, n_informative=8, n_classes=4, class_sep=1.1)),
+    "moons_26b": ("make_moons", dict(noise=0.26)),
+    "circles_47": ("make_circles", dict(noise=0.19, factor=0.47)),
+    "quantiles2d": ("make_gaussian_quantiles", dict(n_features=7, n_classes=2)),
+    "blobs5_4": ("make_blobs", dict(n_features=4, centers=5, cluster_std=2.5)),
 }
 
 

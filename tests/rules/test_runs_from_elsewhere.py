@@ -904,3 +904,28 @@ def test_a_decay_read_over_the_run_needs_the_steps_the_run_logged():
     assert advise(run) == per_epoch
     top = per_epoch["recommendations"][0]
     assert top["rule"] == "underfitting.lower_weight_decay" and top["confidence"] >= 0.5
+
+
+def test_a_late_rise_after_the_run_learned_at_a_high_lr_gets_no_confident_much_lower_lr():
+    # SGD lr 0.15 with momentum 0.9 (an effective step of 1.5, above SGD's usual range) on a 3-class
+    # make_classification/68, polished by retraining for 12 epochs (a recorded plain run): the run
+    # learned (val accuracy 74% -> 82%, best val_loss at epoch 5), then val_loss rose 3x. "Lower the
+    # LR" to 0.01 came first at 0.89, because a late rise at an LR above the usual range kept its
+    # confidence; retrained, best val_loss was 21% worse: 15x slower, the run needs ~60 epochs to get
+    # as far. The same on the held-out twenty-seventh part (make_moons/104 at lr 0.15: lr 0.01 at 0.90,
+    # 100% worse)
+    run = plain_run(loss=[1.027, 0.5906, 0.4679, 0.3667, 0.2528, 0.1637, 0.09501, 0.05362, 0.03921, 0.05315,
+                          0.09893, 0.237],
+                    val_loss=[0.7812, 0.6205, 0.7734, 0.6855, 0.4428, 0.6606, 0.7875, 0.9572, 0.9801, 1.149,
+                              1.168, 1.325],
+                    val_acc=[0.7444, 0.7889, 0.7722, 0.7278, 0.8167, 0.7889, 0.7667, 0.7778, 0.8222, 0.8, 0.7833,
+                             0.7667], lr=0.15)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "diverging"
+    lower = recommendation(answer, "diverging.lower_lr")
+    assert lower["confidence"] < 0.5 and "best epoch came before the rise" in lower["rationale"], lower
+    assert all(r["confidence"] < 0.5 for r in answer["recommendations"]), answer["recommendations"][0]
+    # the same rise in a run whose accuracy never rose (it learned little): nothing to lose, lower it
+    run["metrics"]["val_acc"] = [[e, 0.6 + 0.01 * (e % 3)] for e in range(1, 13)]
+    top = advise(run)["recommendations"][0]
+    assert top["rule"] == "diverging.lower_lr" and top["confidence"] >= 0.5, top

@@ -91,11 +91,15 @@ noise 0.24, a make_circles/100 with noise 0.17 and factor 0.56, a 2-class make_g
 twenty-seventh, as large: a 3-class make_classification/103 with 9 informative and 2 redundant
 features of 17 and 2% flipped labels, a make_moons/104 with noise 0.19, a make_circles/105 with noise
 0.23 and factor 0.62, a 4-class make_gaussian_quantiles/106 in 4 features and a 7-blob make_blobs/107
-in 5 features (plain only) (18:08 UTC, engine 7e42112). Held out (the twenty-eighth part, as large): a
-4-class make_classification/108 with 8 informative features of 13 and class_sep 1.1, a make_moons/109
-with noise 0.26, a make_circles/110 with noise 0.19 and factor 0.47 (every library), a 2-class
-make_gaussian_quantiles/111 in 7 features and a 5-blob make_blobs/112 in 4 features (plain), trained
-with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
+in 5 features (plain only) (18:08 UTC, engine 7e42112); the twenty-eighth, as large: a 4-class
+make_classification/108 with 8 informative features of 13 and class_sep 1.1, a make_moons/109 with
+noise 0.26, a make_circles/110 with noise 0.19 and factor 0.47, a 2-class make_gaussian_quantiles/111
+in 7 features and a 5-blob make_blobs/112 in 4 features (plain only) (18:37 UTC, engine 220c7c4). Held
+out (the twenty-ninth part, as large): a 5-class make_classification/113 with 9 informative and 2
+redundant features of 16 and class_sep 1.0, a make_moons/114 with noise 0.21, a make_circles/115 with
+noise 0.16 and factor 0.53 (every library), a 3-class make_gaussian_quantiles/116 in 8 features and a
+6-blob make_blobs/117 in 8 features (plain), trained with --train-only on 3 Dec; to be measured once,
+then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -142,7 +146,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("classification3f", 83), ("moons_25", 84), ("circles_58", 85), ("classification6f", 88),
              ("moons_22", 89), ("circles_52", 90), ("classification4f", 93), ("moons_29", 94), ("circles_48", 95),
              ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100), ("classification3r", 103),
-             ("moons_19", 104), ("circles_62", 105))
+             ("moons_19", 104), ("circles_62", 105), ("classification4e", 108), ("moons_26b", 109),
+             ("circles_47", 110))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -169,12 +174,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("classification4f", 93), ("moons_29", 94), ("circles_48", 95), ("quantiles3c", 96),
                       ("blobs6_6", 97), ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100),
                       ("quantiles2c", 101), ("blobs4_9", 102), ("classification3r", 103), ("moons_19", 104),
-                      ("circles_62", 105), ("quantiles4e", 106), ("blobs7_5", 107)),
+                      ("circles_62", 105), ("quantiles4e", 106), ("blobs7_5", 107), ("classification4e", 108),
+                      ("moons_26b", 109), ("circles_47", 110), ("quantiles2d", 111), ("blobs5_4", 112)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4e", 108), ("moons_26b", 109), ("circles_47", 110), ("quantiles2d", 111),
-                           ("blobs5_4", 112)),
-                 "lightning": (("classification4e", 108), ("moons_26b", 109), ("circles_47", 110)),
-                 "hf": (("classification4e", 108), ("moons_26b", 109), ("circles_47", 110))}
+HELD_OUT_DATA = {"plain": (("classification5t", 113), ("moons_21b", 114), ("circles_53", 115), ("quantiles3d", 116),
+                           ("blobs6_8", 117)),
+                 "lightning": (("classification5t", 113), ("moons_21b", 114), ("circles_53", 115)),
+                 "hf": (("classification5t", 113), ("moons_21b", 114), ("circles_53", 115))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -340,6 +346,12 @@ GENERATED = {
     "circles_47": ("make_circles", dict(noise=0.19, factor=0.47)),
     "quantiles2d": ("make_gaussian_quantiles", dict(n_features=7, n_classes=2)),
     "blobs5_4": ("make_blobs", dict(n_features=4, centers=5, cluster_std=2.5)),
+    "classification5t": ("make_classification", dict(n_features=16, n_informative=9, n_redundant=2, n_classes=5,
+                                                     class_sep=1.0)),
+    "moons_21b": ("make_moons", dict(noise=0.21)),
+    "circles_53": ("make_circles", dict(noise=0.16, factor=0.53)),
+    "quantiles3d": ("make_gaussian_quantiles", dict(n_features=8, n_classes=3)),
+    "blobs6_8": ("make_blobs", dict(n_features=8, centers=6, cluster_std=3.5)),
 }
 
 

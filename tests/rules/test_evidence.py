@@ -143,3 +143,19 @@ def test_a_healthy_sentence_says_rose_when_the_val_loss_rose():
     for d in answer["diagnoses"]:
         assert "fell from 0.62 to 0.63" not in d["evidence"]
         assert not check_sentence(d["evidence"], {"val_loss": dict(enumerate(val, 1))}), d
+
+
+def test_a_long_runs_evidence_cites_its_best_epoch_not_a_mean_of_its_neighbours():
+    # 2,000 epochs are averaged down to 400 points of 5 epochs each; the minimum an overfitting
+    # sentence cites must still be the run's best val_loss (the page shows it beside the diagnosis:
+    # a fresh-clone run of the live-analysis browser test read "minimum 0.162" beside "best 0.1607")
+    n = 2000
+    rng = np.random.default_rng(3)
+    train = c.decay(n, start=2.3, end=0.01, tau=60.0)
+    val = c.decay(n, start=2.3, end=0.2, tau=60.0) * (1 + 0.03 * rng.standard_normal(n))
+    val[400:] = val[400:] + 0.0004 * np.arange(n - 400)  # rises after epoch 400
+    best = int(np.argmin(val))
+    answer = advise(c.run(train, val, config={"optimizer": "sgd", "lr": 0.05, "epochs": n}, step_train=False))
+    cited = [d["evidence"] for d in answer["diagnoses"] if "minimum" in d["evidence"]]
+    assert cited, answer["diagnoses"]
+    assert f"minimum {g3(val[best])} at epoch {best + 1}" in cited[0], (cited[0], val[best], best + 1)

@@ -105,10 +105,19 @@ def _even_bins(s0: float, span: float, nbins: int):
 
 
 def _downsample(x: np.ndarray, labels: np.ndarray, size: int = MAX_POINTS):
+    """A per-epoch curve longer than `size` as the means of `size` runs of consecutive epochs, each
+    labelled with its first epoch; the run holding the curve's best (lowest finite) epoch keeps that
+    epoch's value and label, so the minimum the evidence cites is the run's best val_loss, not a mean
+    of its neighbours."""
     if len(x) <= size:
         return x, labels
     keys = (np.arange(len(x)) * size // len(x)).astype(np.int64)
-    return _bin_means(keys, x, size), labels[np.searchsorted(keys, np.arange(size))]
+    out, lab = _bin_means(keys, x, size), labels[np.searchsorted(keys, np.arange(size))]
+    finite = np.isfinite(x)
+    if finite.any():
+        best = int(np.flatnonzero(finite)[np.argmin(x[finite])])
+        out[keys[best]], lab[keys[best]] = x[best], labels[best]
+    return out, lab
 
 
 def smooth(x: np.ndarray) -> np.ndarray:

@@ -94,12 +94,15 @@ features of 17 and 2% flipped labels, a make_moons/104 with noise 0.19, a make_c
 in 5 features (plain only) (18:08 UTC, engine 7e42112); the twenty-eighth, as large: a 4-class
 make_classification/108 with 8 informative features of 13 and class_sep 1.1, a make_moons/109 with
 noise 0.26, a make_circles/110 with noise 0.19 and factor 0.47, a 2-class make_gaussian_quantiles/111
-in 7 features and a 5-blob make_blobs/112 in 4 features (plain only) (18:37 UTC, engine 220c7c4). Held
-out (the twenty-ninth part, as large): a 5-class make_classification/113 with 9 informative and 2
-redundant features of 16 and class_sep 1.0, a make_moons/114 with noise 0.21, a make_circles/115 with
-noise 0.16 and factor 0.53 (every library), a 3-class make_gaussian_quantiles/116 in 8 features and a
-6-blob make_blobs/117 in 8 features (plain), trained with --train-only on 3 Dec; to be measured once,
-then examined and moved to dev.
+in 7 features and a 5-blob make_blobs/112 in 4 features (plain only) (18:37 UTC, engine 220c7c4); the
+twenty-ninth, as large: a 5-class make_classification/113 with 9 informative and 2 redundant features
+of 16 and class_sep 1.0, a make_moons/114 with noise 0.21, a make_circles/115 with noise 0.16 and
+factor 0.53, a 3-class make_gaussian_quantiles/116 in 8 features and a 6-blob make_blobs/117 in 8
+features (plain only) (19:01 UTC, engine 35ffbeb). Held out (the thirtieth part, as large): a 3-class
+make_classification/118 with 7 informative features of 12 and 3% flipped labels, a make_moons/119 with
+noise 0.23, a make_circles/120 with noise 0.21 and factor 0.57 (every library), a 4-class
+make_gaussian_quantiles/121 in 6 features and a 4-blob make_blobs/122 in 6 features (plain), trained
+with --train-only on 3 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -147,7 +150,7 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("moons_22", 89), ("circles_52", 90), ("classification4f", 93), ("moons_29", 94), ("circles_48", 95),
              ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100), ("classification3r", 103),
              ("moons_19", 104), ("circles_62", 105), ("classification4e", 108), ("moons_26b", 109),
-             ("circles_47", 110))
+             ("circles_47", 110), ("classification5t", 113), ("moons_21b", 114), ("circles_53", 115))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -175,12 +178,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("blobs6_6", 97), ("classification5r", 98), ("moons_24b", 99), ("circles_56", 100),
                       ("quantiles2c", 101), ("blobs4_9", 102), ("classification3r", 103), ("moons_19", 104),
                       ("circles_62", 105), ("quantiles4e", 106), ("blobs7_5", 107), ("classification4e", 108),
-                      ("moons_26b", 109), ("circles_47", 110), ("quantiles2d", 111), ("blobs5_4", 112)),
+                      ("moons_26b", 109), ("circles_47", 110), ("quantiles2d", 111), ("blobs5_4", 112),
+                      ("classification5t", 113), ("moons_21b", 114), ("circles_53", 115), ("quantiles3d", 116),
+                      ("blobs6_8", 117)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification5t", 113), ("moons_21b", 114), ("circles_53", 115), ("quantiles3d", 116),
-                           ("blobs6_8", 117)),
-                 "lightning": (("classification5t", 113), ("moons_21b", 114), ("circles_53", 115)),
-                 "hf": (("classification5t", 113), ("moons_21b", 114), ("circles_53", 115))}
+HELD_OUT_DATA = {"plain": (("classification3g", 118), ("moons_23b", 119), ("circles_57", 120), ("quantiles4f", 121),
+                           ("blobs4_6", 122)),
+                 "lightning": (("classification3g", 118), ("moons_23b", 119), ("circles_57", 120)),
+                 "hf": (("classification3g", 118), ("moons_23b", 119), ("circles_57", 120))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -352,6 +357,11 @@ GENERATED = {
     "circles_53": ("make_circles", dict(noise=0.16, factor=0.53)),
     "quantiles3d": ("make_gaussian_quantiles", dict(n_features=8, n_classes=3)),
     "blobs6_8": ("make_blobs", dict(n_features=8, centers=6, cluster_std=3.5)),
+    "classification3g": ("make_classification", dict(n_features=12, n_informative=7, n_classes=3, flip_y=0.03)),
+    "moons_23b": ("make_moons", dict(noise=0.23)),
+    "circles_57": ("make_circles", dict(noise=0.21, factor=0.57)),
+    "quantiles4f": ("make_gaussian_quantiles", dict(n_features=6, n_classes=4)),
+    "blobs4_6": ("make_blobs", dict(n_features=6, centers=4, cluster_std=3.0)),
 }
 
 

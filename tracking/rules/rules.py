@@ -520,8 +520,9 @@ def alternation(features: Features) -> float:
 # that had learned nothing or lost it, 39 of 66. So 0.55 of the confidence for a learner, ramped back to
 # all of it as the LR goes far past its range (lr_is_high 0.7 -> 1) or as the swings become a zig-zag
 # (alternation 0.8 -> 0.95: the textbook overshoot; the dev runs' epoch swings reverse 20-80% of moves).
-# Not for the LR of a run that learned all it did in its first epoch at it: parts 1-29 held 12 such
-# runs far past their range (SGD's effective step 4.5-5, Adam 0.03-0.09), each with its val accuracy
+# Less so for the LR of a run that learned all it did in its first epoch at it, where the calmer run
+# would spend much of the run catching up (_swings_room): parts 1-29 held 12 such runs of 12 or 20
+# epochs far past their range (SGD's effective step 4.5-5, Adam 0.03-0.09), each with its val accuracy
 # within 5 points of its best after epoch 1; a 3x or 10x lower LR helped one (8 were given it at 0.8).
 SWINGS_OF_A_LEARNER = 0.55
 

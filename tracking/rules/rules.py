@@ -466,7 +466,14 @@ def learned_and_kept(features: Features) -> bool:
 
 def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the swings' low points"
                    ) -> tuple[float, str]:
-    """What a k-times lower LR can still gain on a run that learned: it covers ground about k times
+    factor, why, _ = _catch_up(ctx, change, why_best)
+    return factor, why
+
+
+def _catch_up(ctx, change: dict, why_best: str = "its best epochs were the swings' low points"
+              ) -> tuple[float, str, float]:
+    """_catch_up_room, and the share of the run's epochs the calmer run needs to get as far,
+    k(t + 1)/n (0 where it judged nothing). What a k-times lower LR can still gain on a run that learned: it covers ground about k times
     slower, so where the run got 90% of its descent done by epoch t, the calmer run needs about
     k(t + 1) epochs to get as far. Beyond the run's epochs it ends before it gets there, and what the
     lower LR would calm (the swings, or a late rise) came after the run's best epochs: half the
@@ -476,7 +483,7 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
     f, m = ctx.features, ctx.features.main()
     new = change.get("lr")
     if m is None or len(m.raw) < 5 or not new or not np.isfinite(m.raw_min) or not learned_and_kept(f):
-        return 1.0, ""
+        return 1.0, "", 0.0
     acc = f.accuracy
     s, n = m.smooth, len(m.raw)
     k = ctx.config["lr"] / new
@@ -491,10 +498,11 @@ def _catch_up_room(ctx, change: dict, why_best: str = "its best epochs were the 
         t = int(reached[0]) if reached.size else n - 1
         learned_how = (f"val_accuracy {pct(acc['first'])} -> {pct(acc['best'])}" if acc
                        else f"its best loss {pct(m.raw_min / m.first)} of its first")
-    factor = 1.0 - 0.5 * ramp(k * (t + 1) / n, 1.5, 3.0)
+    share = k * (t + 1) / n
+    factor = 1.0 - 0.5 * ramp(share, 1.5, 3.0)
     return factor, (f"Less sure here: the run learned ({learned_how}) and had 90% of its descent by "
                     f"{f.at(t)}; at a {num(k)}x lower LR it would need about {int(round(k * (t + 1)))} epochs "
-                    f"to get as far, and it had {n}: {why_best}.")
+                    f"to get as far, and it had {n}: {why_best}."), share
 
 
 def alternation(features: Features) -> float:
@@ -529,8 +537,8 @@ SWINGS_OF_A_LEARNER = 0.55
 
 def _swings_room(ctx, change: dict) -> tuple[float, str]:
     """_catch_up_room, times SWINGS_OF_A_LEARNER where the run learned and kept it."""
-    factor, why = _catch_up_room(ctx, change)
-    if not why:  # _catch_up_room judged nothing: too few points, or a run that did not learn
+    factor, why, share = _catch_up(ctx, change)
+    if not why:  # _catch_up judged nothing: too few points, or a run that did not learn
         return factor, why
     # a loss zig-zagging every epoch is a fault anyway; so is an LR far past its optimizer's range,
     # unless the run learned all it did in its first epoch at it and the calmer run would spend much
@@ -539,9 +547,8 @@ def _swings_room(ctx, change: dict) -> tuple[float, str]:
     # of the run or less, not at all from half; the dev runs: a 10x lower LR helped 1 of 12 such runs of
     # 12 or 20 epochs; our own suite's Adam lr 0.05 run of 30 epochs gained 7% at lr x0.1)
     far_lr = ramp(lr_is_high(ctx.config), 0.7, 1.0)
-    new = change.get("lr")
-    if learned_in_first_epoch(ctx.features.accuracy) and new:
-        far_lr *= 1.0 - ramp(ctx.config["lr"] / new / len(ctx.features.main().raw), 0.25, 0.5)
+    if learned_in_first_epoch(ctx.features.accuracy):  # then share = k/n (its descent done by epoch 1)
+        far_lr *= 1.0 - ramp(share, 0.25, 0.5)
     far = max(far_lr, ramp(alternation(ctx.features), 0.8, 0.95))
     if far < 1.0:
         factor *= SWINGS_OF_A_LEARNER + (1.0 - SWINGS_OF_A_LEARNER) * far

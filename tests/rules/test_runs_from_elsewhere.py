@@ -1011,3 +1011,31 @@ def test_a_late_rise_after_the_run_learned_at_a_high_lr_gets_no_confident_much_l
     run["metrics"]["val_acc"] = [[e, 0.6 + 0.01 * (e % 3)] for e in range(1, 13)]
     top = advise(run)["recommendations"][0]
     assert top["rule"] == "diverging.lower_lr" and top["confidence"] >= 0.5, top
+
+
+MOONS_SWINGING = dict(  # SGD lr 0.05, momentum 0.9 on make_moons, 12 epochs (a recorded plain dev run)
+    loss=[0.4524, 0.3311, 0.2992, 0.268, 0.2132, 0.19, 0.1761, 0.1434, 0.1398, 0.1538, 0.1492, 0.153],
+    val_loss=[0.254, 0.2245, 0.2082, 0.1424, 0.1376, 0.1502, 0.09027, 0.08884, 0.0901, 0.06371, 0.1533, 0.07966],
+    val_acc=[0.8833, 0.9167, 0.9, 0.9611, 0.9722, 0.9556, 0.9778, 0.9611, 0.9667, 0.9833, 0.9389, 0.9667])
+
+
+def test_a_late_best_among_swings_gets_no_confident_longer_training():
+    # val_loss's best came at epoch 10 of 12, between two rises, and it rose in 3 of the 9 epochs
+    # after the first fifth: as often as a curve flat within its swings may (the sign test).
+    # "Train longer" (24 epochs) came first at 0.70; retrained, best val_loss did not improve
+    answer = advise(plain_run(**MOONS_SWINGING))
+    assert answer["diagnoses"][0]["id"] == "not_converged"
+    top = answer["recommendations"][0]
+    assert top["rule"] == "not_converged.train_longer", top  # still the first suggestion
+    assert top["confidence"] < 0.5, top
+    assert "rose in 3 of its 9 epochs" in top["rationale"]
+    assert all(r["confidence"] < 0.5 for r in answer["recommendations"]), answer["recommendations"]
+
+
+def test_a_late_best_of_a_steady_fall_keeps_confident_longer_training():
+    # the same run with a val_loss that rose once after its first fifth: a fall, by the signs
+    steady = dict(MOONS_SWINGING, val_loss=[0.254, 0.2245, 0.2082, 0.1424, 0.1376, 0.128, 0.105, 0.0888, 0.092,
+                                            0.08, 0.075, 0.0697])
+    top = advise(plain_run(**steady))["recommendations"][0]
+    assert top["rule"] == "not_converged.train_longer" and top["confidence"] >= 0.5, top
+    assert "rose in" not in top["rationale"]

@@ -370,7 +370,9 @@ class Rule:
     # (0..1, why) for the change: how much the curve leaves this cure to gain, and the sentence the
     # rationale gets when that is less than all
     room: Optional[Callable[[Context, dict], tuple[float, str]]] = None
-    cap: float = 0.95  # the most the recommendation can say, whatever the diagnosis (a coin flip: under 0.5)
+    # the most the recommendation can say, whatever the diagnosis (a coin flip: under 0.5), or a function
+    # of the context that says it, (cap, why), why going into the rationale where the cap binds
+    cap: float | Callable[[Context], tuple[float, str]] = 0.95
 
     def assess(self, ctx: Context, change: dict) -> tuple[float, str]:
         """(confidence, rationale) of the change. The confidence is the chance the change helps: the
@@ -564,7 +566,8 @@ def _still_gaining_room(ctx, change: dict) -> tuple[float, str]:
     all of it from 40%, or where the second half's gain is 100 times the curve's swings (a smooth
     descent). (On the dev logger runs of parts 1-29, 'train longer' came first for 23 runs below 10%
     and helped 9; 128 at 10-25%, helped 67 (52%: a coin flip, under 0.5 now); 35 at 25-30%, 24; 83
-    at 30-50%, 67.)"""
+    at 30-50%, 67.) A curve that rose in as many of its epochs as a flat one would gets a cap instead
+    (_still_falling_cap)."""
     m = ctx.features.main()
     if m is None or len(m.raw) < 4:
         return 1.0, ""
@@ -574,6 +577,45 @@ def _still_gaining_room(ctx, change: dict) -> tuple[float, str]:
     return factor, (f"Less sure: over its later epochs the best {name} improved by only "
                     f"{pct(max(m.late_gain, 0.0))} of its level (its second half on its first, or twice its "
                     f"last quarter on the rest); the run may already sit near its floor.")
+
+
+def rises_by_chance(ups: int, steps: int) -> float:
+    """The sign test: the chance that a curve flat within its noise (each epoch up or down as a coin
+    falls) rises in `ups` or fewer of `steps` epochs."""
+    if steps <= 0:
+        return 1.0
+    return sum(math.comb(steps, k) for k in range(0, ups + 1)) / 2.0 ** steps
+
+
+def _flat_within_swings(ctx) -> float:
+    """How far the main curve's rises leave it indistinguishable from a flat curve in noise (0: a fall,
+    1: flat as far as the signs tell). A curve still falling rises in few of its epochs; one at its
+    floor rises in about half of them, whatever its minimum did, and its late best is then a low swing,
+    not a descent. The sign test on its epochs after the first fifth: a fall where a flat curve would
+    rise as rarely in under 5% of draws, flat from 20% (in 12 epochs: 2 rises of 9 are a fall, 3 are
+    not). A second half that gained 100 times the curve's swings is a slow descent under them, whatever
+    the signs."""
+    m = ctx.features.main()
+    if m is None or len(m.raw) < 4 or not m.up_tests:
+        return 0.0
+    chance = rises_by_chance(round(m.up_share * m.up_tests), m.up_tests)
+    return ramp(chance, 0.05, 0.2) * (1.0 - ramp(m.half_snr, 20.0, 100.0))
+
+
+def _still_falling_cap(ctx) -> tuple[float, str]:
+    """'Train longer' is a coin flip (under 0.5) on a curve whose rises a flat one would show. On the dev
+    logger runs of parts 1-31, of the runs it was sure of (before this cap) it helped 55 of 59 where the
+    sign test read a fall (under 5%), 33 of 44 in between and 56 of 91 where a flat curve would rise
+    as rarely in 20% of draws or more (31 of its 44 false alarms): a cap, not a factor, so
+    that it still comes before cures that help less often (cosine, batch norm)."""
+    flat = _flat_within_swings(ctx)
+    if not flat:
+        return 0.95, ""
+    m = ctx.features.main()
+    return 0.95 - (0.95 - 0.49) * flat, (
+        f"Less sure: {ctx.features.main_name()} rose in {round(m.up_share * m.up_tests)} of its {m.up_tests} "
+        f"epochs after the first fifth, as often as a curve flat within its swings may: its late best may "
+        f"be a low swing.")
 
 
 def _steady_fall_room(ctx, change: dict) -> tuple[float, str]:
@@ -837,7 +879,7 @@ RULES: list[Rule] = [
          _longer,
          "The loss was still falling at the end: train longer. The factor comes from the curve's time "
          "constant (an exponential approach fitted to its late share): enough epochs for about 3 time "
-         "constants, 95% of the descent (2x to 10x).", 0.7, room=_still_gaining_room),
+         "constants, 95% of the descent (2x to 10x).", 0.7, room=_still_gaining_room, cap=_still_falling_cap),
     Rule("not_converged.raise_lr", "not_converged",
          lambda c: (c.diagnosis.facts.get("late_share", 0) >= 0.15 and c.config["scheduler"] == "constant")
          or lr_is_low(c.config) >= 0.5, _raise_lr_slow,
@@ -1045,7 +1087,10 @@ def recommend(features: Features, diagnoses: list[Diagnosis], raw_config: dict) 
             conf *= weight
             if not finding:
                 conf = min(weak_cap, conf * diag.severity)
-            conf = min(rule.cap, conf)
+            cap, why = rule.cap(ctx) if callable(rule.cap) else (rule.cap, "")
+            if conf > cap and why:
+                rationale = f"{rationale} {why}"
+            conf = min(cap, conf)
             rec = Recommendation(rule.id, diag.id, change, rationale, conf)
             key = repr(sorted(change.items()))
             if key not in by_change or by_change[key].confidence < conf:

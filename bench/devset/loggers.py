@@ -105,11 +105,15 @@ noise 0.23, a make_circles/120 with noise 0.21 and factor 0.57, a 4-class make_g
 thirty-first, as large: a 4-class make_classification/123 with 8 informative features of 15 and
 class_sep 0.9, a make_moons/124 with noise 0.27, a make_circles/125 with noise 0.17 and factor 0.62, a
 3-class make_gaussian_quantiles/126 in 5 features and a 5-blob make_blobs/127 in 8 features (plain only)
-(21:58 UTC, engine 424669b, the same advice as 988ea8a). Held out (the thirty-second part, as large): a
-5-class make_classification/128 with 10 informative features of 18, a make_moons/129 with noise 0.2, a
-make_circles/130 with noise 0.14 and factor 0.58 (every library), a 2-class make_gaussian_quantiles/131
-in 9 features and a 6-blob make_blobs/132 in 5 features (plain), trained with --train-only on 3 Dec; to
-be measured once, then examined and moved to dev.
+(21:58 UTC, engine 424669b, the same advice as 988ea8a); the thirty-second, as large: a 5-class
+make_classification/128 with 10 informative features of 18, a make_moons/129 with noise 0.2, a
+make_circles/130 with noise 0.14 and factor 0.58, a 2-class make_gaussian_quantiles/131 in 9 features
+and a 6-blob make_blobs/132 in 5 features (plain only) (4 Dec 00:21 UTC, engine 997ba06). Held out (the
+thirty-third part, as large): a 3-class make_classification/133 with 6 informative features of 14 and
+2% flipped labels, a make_moons/134 with noise 0.22, a make_circles/135 with noise 0.19 and factor 0.49
+(every library), a 3-class make_gaussian_quantiles/136 in 7 features and a 5-blob make_blobs/137 in 7
+features (plain), trained with --train-only on 4 Dec; to be measured once, then examined and moved to
+dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -159,7 +163,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("moons_19", 104), ("circles_62", 105), ("classification4e", 108), ("moons_26b", 109),
              ("circles_47", 110), ("classification5t", 113), ("moons_21b", 114), ("circles_53", 115),
              ("classification3g", 118), ("moons_23b", 119), ("circles_57", 120), ("classification4h", 123),
-             ("moons_27b", 124), ("circles_62b", 125))
+             ("moons_27b", 124), ("circles_62b", 125), ("classification5h", 128), ("moons_20b", 129),
+             ("circles_58b", 130))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -191,12 +196,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("classification5t", 113), ("moons_21b", 114), ("circles_53", 115), ("quantiles3d", 116),
                       ("blobs6_8", 117), ("classification3g", 118), ("moons_23b", 119), ("circles_57", 120),
                       ("quantiles4f", 121), ("blobs4_6", 122), ("classification4h", 123), ("moons_27b", 124),
-                      ("circles_62b", 125), ("quantiles3e", 126), ("blobs5_8c", 127)),
+                      ("circles_62b", 125), ("quantiles3e", 126), ("blobs5_8c", 127), ("classification5h", 128),
+                      ("moons_20b", 129), ("circles_58b", 130), ("quantiles2e", 131), ("blobs6_5b", 132)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification5h", 128), ("moons_20b", 129), ("circles_58b", 130), ("quantiles2e", 131),
-                           ("blobs6_5b", 132)),
-                 "lightning": (("classification5h", 128), ("moons_20b", 129), ("circles_58b", 130)),
-                 "hf": (("classification5h", 128), ("moons_20b", 129), ("circles_58b", 130))}
+HELD_OUT_DATA = {"plain": (("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135), ("quantiles3f", 136),
+                           ("blobs5_7d", 137)),
+                 "lightning": (("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135)),
+                 "hf": (("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -383,6 +389,11 @@ GENERATED = {
     "circles_58b": ("make_circles", dict(noise=0.14, factor=0.58)),
     "quantiles2e": ("make_gaussian_quantiles", dict(n_features=9, n_classes=2)),
     "blobs6_5b": ("make_blobs", dict(n_features=5, centers=6, cluster_std=3.0)),
+    "classification3t": ("make_classification", dict(n_features=14, n_informative=6, n_classes=3, flip_y=0.02)),
+    "moons_22c": ("make_moons", dict(noise=0.22)),
+    "circles_49c": ("make_circles", dict(noise=0.19, factor=0.49)),
+    "quantiles3f": ("make_gaussian_quantiles", dict(n_features=7, n_classes=3)),
+    "blobs5_7d": ("make_blobs", dict(n_features=7, centers=5, cluster_std=3.0)),
 }
 
 

@@ -108,12 +108,15 @@ class_sep 0.9, a make_moons/124 with noise 0.27, a make_circles/125 with noise 0
 (21:58 UTC, engine 424669b, the same advice as 988ea8a); the thirty-second, as large: a 5-class
 make_classification/128 with 10 informative features of 18, a make_moons/129 with noise 0.2, a
 make_circles/130 with noise 0.14 and factor 0.58, a 2-class make_gaussian_quantiles/131 in 9 features
-and a 6-blob make_blobs/132 in 5 features (plain only) (4 Dec 00:21 UTC, engine 997ba06). Held out (the
-thirty-third part, as large): a 3-class make_classification/133 with 6 informative features of 14 and
-2% flipped labels, a make_moons/134 with noise 0.22, a make_circles/135 with noise 0.19 and factor 0.49
-(every library), a 3-class make_gaussian_quantiles/136 in 7 features and a 5-blob make_blobs/137 in 7
-features (plain), trained with --train-only on 4 Dec; to be measured once, then examined and moved to
-dev.
+and a 6-blob make_blobs/132 in 5 features (plain only) (4 Dec 00:21 UTC, engine 997ba06); the
+thirty-third, as large: a 3-class make_classification/133 with 6 informative features of 14 and 2%
+flipped labels, a make_moons/134 with noise 0.22, a make_circles/135 with noise 0.19 and factor 0.49, a
+3-class make_gaussian_quantiles/136 in 7 features and a 5-blob make_blobs/137 in 7 features (plain only)
+(00:55 UTC, engine 997ba06). Held out (the thirty-fourth part, as large): a 4-class
+make_classification/138 with 9 informative features of 16, a make_moons/139 with noise 0.24, a
+make_circles/140 with noise 0.16 and factor 0.52 (every library), a 4-class make_gaussian_quantiles/141
+in 6 features and a 4-blob make_blobs/142 in 9 features (plain), trained with --train-only on 4 Dec; to
+be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -164,7 +167,7 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("circles_47", 110), ("classification5t", 113), ("moons_21b", 114), ("circles_53", 115),
              ("classification3g", 118), ("moons_23b", 119), ("circles_57", 120), ("classification4h", 123),
              ("moons_27b", 124), ("circles_62b", 125), ("classification5h", 128), ("moons_20b", 129),
-             ("circles_58b", 130))
+             ("circles_58b", 130), ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -197,12 +200,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("blobs6_8", 117), ("classification3g", 118), ("moons_23b", 119), ("circles_57", 120),
                       ("quantiles4f", 121), ("blobs4_6", 122), ("classification4h", 123), ("moons_27b", 124),
                       ("circles_62b", 125), ("quantiles3e", 126), ("blobs5_8c", 127), ("classification5h", 128),
-                      ("moons_20b", 129), ("circles_58b", 130), ("quantiles2e", 131), ("blobs6_5b", 132)),
+                      ("moons_20b", 129), ("circles_58b", 130), ("quantiles2e", 131), ("blobs6_5b", 132),
+                      ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135), ("quantiles3f", 136),
+                      ("blobs5_7d", 137)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135), ("quantiles3f", 136),
-                           ("blobs5_7d", 137)),
-                 "lightning": (("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135)),
-                 "hf": (("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135))}
+HELD_OUT_DATA = {"plain": (("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140), ("quantiles4g", 141),
+                           ("blobs4_9e", 142)),
+                 "lightning": (("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140)),
+                 "hf": (("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -394,6 +399,11 @@ GENERATED = {
     "circles_49c": ("make_circles", dict(noise=0.19, factor=0.49)),
     "quantiles3f": ("make_gaussian_quantiles", dict(n_features=7, n_classes=3)),
     "blobs5_7d": ("make_blobs", dict(n_features=7, centers=5, cluster_std=3.0)),
+    "classification4t": ("make_classification", dict(n_features=16, n_informative=9, n_classes=4)),
+    "moons_24c": ("make_moons", dict(noise=0.24)),
+    "circles_52c": ("make_circles", dict(noise=0.16, factor=0.52)),
+    "quantiles4g": ("make_gaussian_quantiles", dict(n_features=6, n_classes=4)),
+    "blobs4_9e": ("make_blobs", dict(n_features=9, centers=4, cluster_std=3.0)),
 }
 
 

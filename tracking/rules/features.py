@@ -306,7 +306,8 @@ class CurveShape:
     big_ups: float  # share of epochs whose value rose > 10% of the level over the previous epoch
     flat_since: int  # index from which the curve stays within 5% of the total descent of its end
     up_share: float = 0.0  # share of epochs whose value rose at all (0 on a monotone descent)
-    up_tests: int = 0  # how many epoch-to-epoch steps up_share counts over (after the first fifth)
+    ups: int = 0  # how many epochs rose at all (after the first fifth): up_share's numerator
+    up_tests: int = 0  # and its denominator, the epoch-to-epoch steps counted
     swing: float = 0.0  # RMS of the residual around the smooth curve (later 80%), relative to its whole descent
     # how much the best of the run's later part beat the best before it, relative to it (raw values):
     # the second half's over the first half's, or twice the last quarter's over the rest (a quarter is
@@ -356,7 +357,8 @@ def shape(x: np.ndarray, floor: float) -> CurveShape | None:
     return CurveShape(raw=x, smooth=s, first=float(s[0]), last=float(s[-1]), min=smin, argmin=argmin,
                       raw_min=float(fx[raw_argmin]), raw_argmin=raw_argmin, late_share=late_share,
                       rise_from_min=float((s[-1] - smin) / (abs(smin) + floor)), jitter=jitter,
-                      big_ups=big_ups, flat_since=flat_since, up_share=up_share, up_tests=int(rises.size), swing=swing,
+                      big_ups=big_ups, flat_since=flat_since, up_share=up_share, ups=int(rises.sum()),
+                      up_tests=int(rises.size), swing=swing,
                       late_gain=late_gain, half_snr=half_snr)
 
 

@@ -598,7 +598,7 @@ def _flat_within_swings(ctx) -> float:
     m = ctx.features.main()
     if m is None or len(m.raw) < 4 or not m.up_tests:
         return 0.0
-    chance = rises_by_chance(round(m.up_share * m.up_tests), m.up_tests)
+    chance = rises_by_chance(m.ups, m.up_tests)
     return ramp(chance, 0.05, 0.2) * (1.0 - ramp(m.half_snr, 20.0, 100.0))
 
 
@@ -613,7 +613,7 @@ def _still_falling_cap(ctx) -> tuple[float, str]:
         return 0.95, ""
     m = ctx.features.main()
     return 0.95 - (0.95 - 0.49) * flat, (
-        f"Less sure: {ctx.features.main_name()} rose in {round(m.up_share * m.up_tests)} of its {m.up_tests} "
+        f"Less sure: {ctx.features.main_name()} rose in {m.ups} of its {m.up_tests} "
         f"epochs after the first fifth, as often as a curve flat within its swings may: its late best may "
         f"be a low swing.")
 

@@ -1039,3 +1039,37 @@ def test_a_late_best_of_a_steady_fall_keeps_confident_longer_training():
     top = advise(plain_run(**steady))["recommendations"][0]
     assert top["rule"] == "not_converged.train_longer" and top["confidence"] >= 0.5, top
     assert "rose in" not in top["rationale"]
+
+
+MOONS_LR3 = dict(  # SGD lr 3, momentum 0.9 on make_moons, 12 epochs (a recorded plain dev run, 33rd part)
+    loss=[5.605, 3.893e4, 4.818e18, 4.444, 2.077, 1.427, 1.034, 1.147, 0.9652, 0.9626, 0.7233, 0.7199],
+    val_loss=[41.56, 1.902e10, 6.825, 3.352, 1.312, 0.9593, 1.122, 0.8774, 1.533, 0.6846, 0.6728, 0.9183],
+    val_acc=[0.5, 0.5056, 0.55, 0.5389, 0.5, 0.5, 0.5, 0.5389, 0.5389, 0.5, 0.5389, 0.5], lr=3.0)
+
+
+def test_a_loss_that_never_beat_a_constant_prediction_at_a_high_lr_collapsed():
+    # val_loss blew up in epochs 1-2, then fell to about ln 2 and never below the cross-entropy of a
+    # prediction that ignores its inputs, with val accuracy at 50-55%. Its 5-point swing read as
+    # learning and the fall from 41.6 as progress: "healthy", train longer first (0.20). Retrained at
+    # lr x0.1, best val_loss improved 78%
+    answer = advise(plain_run(**MOONS_LR3))
+    first = answer["diagnoses"][0]
+    assert first["id"] == "diverging" and "ignores its inputs" in first["evidence"], first
+    top = answer["recommendations"][0]
+    assert top["rule"] == "diverging.lower_lr" and top["change"]["lr"] <= 0.3, top
+    assert not any(r["rule"].endswith("train_longer") for r in answer["recommendations"][:2])
+
+
+def test_a_slow_start_near_a_constant_prediction_at_a_usual_lr_is_no_collapse():
+    # the same curves at lr 0.05: a loss near the bound at an LR in the usual range is no sign of steps
+    # that overshot; the bound alone makes no divergence
+    answer = advise(plain_run(**dict(MOONS_LR3, lr=0.05)))
+    assert not any("ignores its inputs" in d["evidence"] for d in answer["diagnoses"]), answer["diagnoses"]
+
+
+def test_a_high_lr_run_whose_accuracy_settled_higher_learned():
+    # at lr 3, the accuracy rose to ~65% in the second half while val_loss stayed near the bound: the
+    # accuracy's level moved, not a swing, and the bound does not call it a collapse
+    run = dict(MOONS_LR3, val_acc=[0.5, 0.5056, 0.55, 0.58, 0.6, 0.62, 0.64, 0.65, 0.66, 0.65, 0.66, 0.66])
+    answer = advise(plain_run(**run))
+    assert not any("ignores its inputs" in d["evidence"] for d in answer["diagnoses"]), answer["diagnoses"]

@@ -127,7 +127,8 @@ def _collapsed(f: Features):
     init = f.curves.initial_loss
     if m is None or not np.isfinite(init) or init <= 0 or len(m.raw) < 2:
         return None
-    if not f.untrained_known and accuracy_kept_rising(f):
+    never_beat = _never_beat_constant(f)
+    if not f.untrained_known and accuracy_kept_rising(f) and never_beat <= 0:
         return None  # compared with a first epoch only, and the accuracy kept rising: it learned
     acc = f.accuracy
     if acc and acc["best"] - acc["first"] >= 0.1 and acc["best_index"] > max(1, acc["n"] // 10):
@@ -139,15 +140,36 @@ def _collapsed(f: Features):
         # logging_steps), maybe far below the untrained level: measure from the first epoch too
         init = max(init, float(m.raw[np.isfinite(m.raw)][0]))
     best = m.raw_min / init
-    stuck = ramp(best, 0.5, 0.75)
     high = lr_is_high(f.config)
-    sev = stuck * high
+    sev = ramp(best, 0.5, 0.75) * high
+    # short of a finding from the loss's level, the bound may make one alone
+    no_fit = sev < FINDING and never_beat * high > sev
+    sev = never_beat * high if no_fit else sev
     if sev <= 0:
         return None
-    return Diagnosis("diverging", sev, f"the loss never fell below {pct(best)} of its untrained value ({num(init)}):"
-                     f" training collapsed at a learning rate that is high for {f.config.get('optimizer', 'this optimizer')}",
+    if no_fit:
+        ev = (f"val_loss never beat a prediction that ignores its inputs (at best"
+              f" {num(acc['vs_constant']['best'])}x the least cross-entropy of one at that val_accuracy), and"
+              f" val_accuracy stayed near its first {pct(acc['first'])} (best {pct(acc['best'])})")
+    else:
+        ev = f"the loss never fell below {pct(best)} of its untrained value ({num(init)})"
+    return Diagnosis("diverging", sev, f"{ev}: training collapsed at a learning rate that is high for"
+                     f" {f.config.get('optimizer', 'this optimizer')}",
                      [f.epoch(0), f.epoch(len(m.raw) - 1)],
-                     {"nonfinite": False, "early": True, "ratio": 3.0, "collapsed": True})
+                     {"nonfinite": False, "early": True, "ratio": 3.0, "collapsed": True, "no_fit": no_fit})
+
+
+def _never_beat_constant(f: Features) -> float:
+    """0..1: val_loss never went below the least cross-entropy a prediction that ignores its inputs
+    has at the accuracy of that epoch (vs_constant: at or above 0.98 of that bound in every epoch, none of
+    it below 0.9), and the val accuracy never settled above its first epoch's (its second half's mean
+    within 3 points of it, none of it from 8). A swing of a few points of accuracy (a constant prediction
+    flipping between classes, a small val set) is no learning then, however late its best epoch came."""
+    acc = f.accuracy
+    bound = acc.get("vs_constant") if acc else None
+    if bound is None or not np.isfinite(bound["best"]):
+        return 0.0
+    return ramp(bound["best"], 0.9, 0.98) * (1.0 - ramp(acc["late_mean"] - acc["first"], 0.03, 0.08))
 
 
 def loss_scale(f: Features) -> float:
@@ -262,7 +284,8 @@ def _diverging(f: Features):
     visible = _diverging_curve(f)
     collapsed = _collapsed(f)
     if collapsed is not None and (visible is None or collapsed.severity > visible.severity):
-        return collapsed
+        if not (collapsed.facts["no_fit"] and visible is not None and visible.severity >= FINDING):
+            return collapsed  # a visible divergence names the cause better than a loss that never fit
     return visible
 
 
@@ -734,7 +757,8 @@ def _failed_to_learn(f: Features):
 
 def _diverging_or_worse(f: Features):
     found = [d for d in (_diverging(f), _learning_failed(f)) if d is not None and d.id == "diverging"]
-    return max(found, key=lambda d: d.severity) if found else None
+    named = [d for d in found if not d.facts.get("no_fit") and d.severity >= FINDING]
+    return max(named or found, key=lambda d: d.severity) if found else None
 
 
 DETECTORS = (_diverging_or_worse, _unstable, _overfitting, _underfitting_or_failed, _not_converged, _plateau)
@@ -776,8 +800,15 @@ def diagnose(f: Features) -> list[Diagnosis]:
     _above_untrained(f, found)
     _schedule_evidence(f, found)
     div = next((d for d in found if d.id == "diverging"), None)
-    if div is not None and div.severity >= FINDING:
+    if div is not None and div.facts.get("no_fit"):
+        # a loss that never beat a constant prediction names no cause: a finding that does (swings,
+        # a rise) stays the main problem, and its cures come first
+        top = max((d.severity for d in found if d is not div), default=0.0)
+        if top >= FINDING:
+            div.severity = min(div.severity, top - 0.1)
+    if div is not None and div.severity >= FINDING and not div.facts.get("no_fit"):
         # a run that blew up or collapsed: its oscillation or slow progress is a symptom, not the cause
+        # (a loss that never beat a constant prediction names no cause: the other findings stand)
         for d in found:
             if d.id in ("unstable", "not_converged", "plateau", "underfitting"):
                 d.severity = min(d.severity, div.severity - 0.15)

@@ -112,10 +112,13 @@ and a 6-blob make_blobs/132 in 5 features (plain only) (4 Dec 00:21 UTC, engine 
 thirty-third, as large: a 3-class make_classification/133 with 6 informative features of 14 and 2%
 flipped labels, a make_moons/134 with noise 0.22, a make_circles/135 with noise 0.19 and factor 0.49, a
 3-class make_gaussian_quantiles/136 in 7 features and a 5-blob make_blobs/137 in 7 features (plain only)
-(00:55 UTC, engine 997ba06). Held out (the thirty-fourth part, as large): a 4-class
-make_classification/138 with 9 informative features of 16, a make_moons/139 with noise 0.24, a
-make_circles/140 with noise 0.16 and factor 0.52 (every library), a 4-class make_gaussian_quantiles/141
-in 6 features and a 4-blob make_blobs/142 in 9 features (plain), trained with --train-only on 4 Dec; to
+(00:55 UTC, engine 997ba06); the thirty-fourth, as large: a 4-class make_classification/138 with 9
+informative features of 16, a make_moons/139 with noise 0.24, a make_circles/140 with noise 0.16 and
+factor 0.52, a 4-class make_gaussian_quantiles/141 in 6 features and a 4-blob make_blobs/142 in 9
+features (plain only) (04:00 UTC, engine 45d7a4c). Held out (the thirty-fifth part, as large): a 3-class
+make_classification/143 with 7 informative features of 12, a make_moons/144 with noise 0.26, a
+make_circles/145 with noise 0.21 and factor 0.55 (every library), a 2-class make_gaussian_quantiles/146
+in 8 features and a 3-blob make_blobs/147 in 6 features (plain), trained with --train-only on 4 Dec; to
 be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
@@ -167,7 +170,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("circles_47", 110), ("classification5t", 113), ("moons_21b", 114), ("circles_53", 115),
              ("classification3g", 118), ("moons_23b", 119), ("circles_57", 120), ("classification4h", 123),
              ("moons_27b", 124), ("circles_62b", 125), ("classification5h", 128), ("moons_20b", 129),
-             ("circles_58b", 130), ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135))
+             ("circles_58b", 130), ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135),
+             ("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -202,12 +206,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("circles_62b", 125), ("quantiles3e", 126), ("blobs5_8c", 127), ("classification5h", 128),
                       ("moons_20b", 129), ("circles_58b", 130), ("quantiles2e", 131), ("blobs6_5b", 132),
                       ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135), ("quantiles3f", 136),
-                      ("blobs5_7d", 137)),
+                      ("blobs5_7d", 137), ("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140),
+                      ("quantiles4g", 141), ("blobs4_9e", 142)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140), ("quantiles4g", 141),
-                           ("blobs4_9e", 142)),
-                 "lightning": (("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140)),
-                 "hf": (("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140))}
+HELD_OUT_DATA = {"plain": (("classification3u", 143), ("moons_26d", 144), ("circles_55d", 145), ("quantiles2g", 146),
+                           ("blobs3_6f", 147)),
+                 "lightning": (("classification3u", 143), ("moons_26d", 144), ("circles_55d", 145)),
+                 "hf": (("classification3u", 143), ("moons_26d", 144), ("circles_55d", 145))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -404,6 +409,11 @@ GENERATED = {
     "circles_52c": ("make_circles", dict(noise=0.16, factor=0.52)),
     "quantiles4g": ("make_gaussian_quantiles", dict(n_features=6, n_classes=4)),
     "blobs4_9e": ("make_blobs", dict(n_features=9, centers=4, cluster_std=3.0)),
+    "classification3u": ("make_classification", dict(n_features=12, n_informative=7, n_classes=3)),
+    "moons_26d": ("make_moons", dict(noise=0.26)),
+    "circles_55d": ("make_circles", dict(noise=0.21, factor=0.55)),
+    "quantiles2g": ("make_gaussian_quantiles", dict(n_features=8, n_classes=2)),
+    "blobs3_6f": ("make_blobs", dict(n_features=6, centers=3, cluster_std=3.0)),
 }
 
 

@@ -1073,3 +1073,34 @@ def test_a_high_lr_run_whose_accuracy_settled_higher_learned():
     run = dict(MOONS_LR3, val_acc=[0.5, 0.5056, 0.55, 0.58, 0.6, 0.62, 0.64, 0.65, 0.66, 0.65, 0.66, 0.66])
     answer = advise(plain_run(**run))
     assert not any("ignores its inputs" in d["evidence"] for d in answer["diagnoses"]), answer["diagnoses"]
+
+
+def test_a_first_epoch_that_blew_up_is_no_start_for_the_accuracy():
+    # SGD lr 3 on make_moons (a recorded plain run, 34th part): val_loss 1285 in epoch 1 with val
+    # accuracy 44%, then exactly 50% for 11 epochs (a constant prediction) and val_loss around ln 2.
+    # Measured from the blown-up first epoch, the accuracy "rose" 6 points; read healthy, "one cycle"
+    # first (-42% retrained; lr x0.1: +73%)
+    run = plain_run(loss=[1.216e5, 2369, 1.406, 1.134, 0.8305, 0.7359, 0.7483, 0.7583, 0.742, 0.8528, 1.074, 1.001],
+                    val_loss=[1285, 0.766, 1.192, 0.8311, 0.7094, 0.7841, 0.8428, 0.7317, 0.7663, 0.8897, 1.241,
+                              0.8071],
+                    val_acc=[0.4389] + [0.5] * 11, lr=3.0)
+    answer = advise(run)
+    assert answer["diagnoses"][0]["id"] == "diverging", answer["diagnoses"][0]
+    top = answer["recommendations"][0]
+    # confident enough to come first; the scale of the blown-up epoch leaves the room for a change intact
+    assert top["rule"] == "diverging.lower_lr" and top["confidence"] >= 0.45, top
+
+
+def test_a_multi_class_run_whose_loss_fell_steadily_learned_at_a_high_lr():
+    # AdamW lr 0.03 on a 4-class problem (a recorded HF Trainer run): val_loss fell 1.07 -> 0.83 and the
+    # accuracy rose from 54% to ~62%, the loss above the (two-class) constant-prediction bound all along:
+    # that bound is loose for 4 classes; the accuracy settled 8 points above its start, so it learned
+    # (lr x0.1 retrained: -36%)
+    run = plain_run(loss=[1.12, 0.99, 0.95, 0.93, 0.9, 0.88, 0.86, 0.85, 0.84, 0.83, 0.82, 0.81],
+                    val_loss=[1.07, 0.9746, 0.8901, 0.8768, 0.8661, 0.8593, 0.8542, 0.8398, 0.8265, 0.8302, 0.8319,
+                              0.8304],
+                    val_acc=[0.5389, 0.5778, 0.6111, 0.5833, 0.6167, 0.6389, 0.6167, 0.6111, 0.6278, 0.6056, 0.6222,
+                             0.6278], optimizer="adamw", lr=0.03, momentum=0.0)
+    answer = advise(run)
+    assert not any("ignores its inputs" in d["evidence"] for d in answer["diagnoses"]), answer["diagnoses"]
+    assert not any(r["rule"] == "diverging.lower_lr" and r["confidence"] >= 0.5 for r in answer["recommendations"])

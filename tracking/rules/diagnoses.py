@@ -150,7 +150,8 @@ def _collapsed(f: Features):
     if no_fit:
         ev = (f"val_loss never beat a prediction that ignores its inputs (at best"
               f" {num(acc['vs_constant']['best'])}x the least cross-entropy of one at that val_accuracy), and"
-              f" val_accuracy stayed near its first {pct(acc['first'])} (best {pct(acc['best'])})")
+              f" val_accuracy never settled above its start's {pct(acc['start'])} (its second half's mean"
+              f" {pct(acc['late_mean'])})")
     else:
         ev = f"the loss never fell below {pct(best)} of its untrained value ({num(init)})"
     return Diagnosis("diverging", sev, f"{ev}: training collapsed at a learning rate that is high for"
@@ -162,14 +163,14 @@ def _collapsed(f: Features):
 def _never_beat_constant(f: Features) -> float:
     """0..1: val_loss never went below the least cross-entropy a prediction that ignores its inputs
     has at the accuracy of that epoch (vs_constant: at or above 0.98 of that bound in every epoch, none of
-    it below 0.9), and the val accuracy never settled above its first epoch's (its second half's mean
-    within 3 points of it, none of it from 8). A swing of a few points of accuracy (a constant prediction
+    it below 0.9), and the val accuracy never settled above where it started (its second half's mean
+    within 3 points of its start, none of it from 8: features' "start"). A swing of a few points of accuracy (a constant prediction
     flipping between classes, a small val set) is no learning then, however late its best epoch came."""
     acc = f.accuracy
     bound = acc.get("vs_constant") if acc else None
     if bound is None or not np.isfinite(bound["best"]):
         return 0.0
-    return ramp(bound["best"], 0.9, 0.98) * (1.0 - ramp(acc["late_mean"] - acc["first"], 0.03, 0.08))
+    return ramp(bound["best"], 0.9, 0.98) * (1.0 - ramp(acc["late_mean"] - acc["start"], 0.03, 0.08))
 
 
 def loss_scale(f: Features) -> float:

@@ -576,6 +576,13 @@ def _over_constant_prediction(curves: Curves, acc: np.ndarray) -> np.ndarray | N
         return curves.val / binary_entropy(acc)
 
 
+def _first_epoch_blew_up(val: np.ndarray | None) -> bool:
+    if val is None or len(val) < 3 or not np.isfinite(val[0]):
+        return False
+    later = val[1:][np.isfinite(val[1:])]
+    return bool(later.size) and val[0] >= 10.0 * float(np.median(later)) > 0
+
+
 def _accuracy_facts(curves: Curves) -> dict | None:
     acc = curves.val_accuracy
     if acc is None or len(acc) < 3:
@@ -594,6 +601,9 @@ def _accuracy_facts(curves: Curves) -> dict | None:
     facts = {"first": float(v[0]), "best": float(v[best]), "last": float(v[-1]),
              "end": float(max(v[-1], np.median(v[-3:]))),
              "best_index": best, "low": float(v.min()), "n": int(v.size), "late_mean": float(late.mean()),
+             # where the run started from: its first epoch, or the better of its first two where the first
+             # epoch's val_loss blew up (10x the later epochs' median: that epoch is no start)
+             "start": float(v[:2].max() if _first_epoch_blew_up(curves.val) else v[0]),
              "late_spread": float(late.max() - late.min())}
     if finite.all():
         ratio = _over_constant_prediction(curves, v)

@@ -386,10 +386,13 @@ class Rule:
         if facts.get("collapsed") or facts.get("failed_to_learn"):
             # more so when the curve is compared with its first epoch, not a known untrained level
             sure *= 0.7 if ctx.features.untrained_known else 0.55
-        if ctx.diagnosis.id != "not_converged" and not (facts.get("nonfinite") or facts.get("blown_up")):
+        if ctx.diagnosis.id != "not_converged" and not (facts.get("nonfinite") or facts.get("blown_up")
+                                                        or facts.get("no_fit")):
             # a rise, swings or a level after a best val_loss already near zero did not keep the run from
             # a near-perfect fit: a change can gain little there, and is as likely to lose it (a curve
-            # still falling at the end is another matter: it keeps gaining large shares of its level)
+            # still falling at the end is another matter: it keeps gaining large shares of its level; a
+            # loss that never beat a constant prediction is no fit at all, whatever scale a blown-up first
+            # epoch sets)
             sure *= 0.5 + 0.5 * headroom(ctx.features)
         rationale = self.rationale
         if self.room:

@@ -115,10 +115,10 @@ flipped labels, a make_moons/134 with noise 0.22, a make_circles/135 with noise 
 (00:55 UTC, engine 997ba06); the thirty-fourth, as large: a 4-class make_classification/138 with 9
 informative features of 16, a make_moons/139 with noise 0.24, a make_circles/140 with noise 0.16 and
 factor 0.52, a 4-class make_gaussian_quantiles/141 in 6 features and a 4-blob make_blobs/142 in 9
-features (plain only) (04:00 UTC, engine 45d7a4c); the thirty-fifth, as large: a 3-class
+features (plain only) (03:46 UTC, engine 45d7a4c); the thirty-fifth, as large: a 3-class
 make_classification/143 with 7 informative features of 12, a make_moons/144 with noise 0.26, a
 make_circles/145 with noise 0.21 and factor 0.55, a 2-class make_gaussian_quantiles/146 in 8 features
-and a 3-blob make_blobs/147 in 6 features (plain only) (04:27 UTC, engine 0dd2571). Held out (the
+and a 3-blob make_blobs/147 in 6 features (plain only) (04:23 UTC, engine 0dd2571). Held out (the
 thirty-sixth part, as large): a 5-class make_classification/148 with 8 informative features of 15, a
 make_moons/149 with noise 0.29, a make_circles/150 with noise 0.17 and factor 0.47 (every library), a
 3-class make_gaussian_quantiles/151 in 5 features and a 5-blob make_blobs/152 in 8 features (plain),

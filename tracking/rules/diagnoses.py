@@ -162,10 +162,11 @@ def _collapsed(f: Features):
 
 def _never_beat_constant(f: Features) -> float:
     """0..1: val_loss never went below the least cross-entropy a prediction that ignores its inputs
-    has at the accuracy of that epoch (vs_constant: at or above 0.98 of that bound in every epoch, none of
-    it below 0.9), and the val accuracy never settled above where it started (its second half's mean
-    within 3 points of its start, none of it from 8: features' "start"). A swing of a few points of accuracy (a constant prediction
-    flipping between classes, a small val set) is no learning then, however late its best epoch came."""
+    has at the accuracy of that epoch (vs_constant: at or above 0.98 of that bound in every epoch, none
+    of it below 0.9), and the val accuracy never settled above where it started (its second half's mean
+    within 3 points of the accuracy's "start", none of it from 8). A swing of a few points of accuracy
+    (a constant prediction flipping between classes, a small val set) is no learning then, however late
+    its best epoch came."""
     acc = f.accuracy
     bound = acc.get("vs_constant") if acc else None
     if bound is None or not np.isfinite(bound["best"]):
@@ -285,8 +286,9 @@ def _diverging(f: Features):
     visible = _diverging_curve(f)
     collapsed = _collapsed(f)
     if collapsed is not None and (visible is None or collapsed.severity > visible.severity):
+        # a visible divergence names the cause better than a loss that never beat a constant prediction
         if not (collapsed.facts["no_fit"] and visible is not None and visible.severity >= FINDING):
-            return collapsed  # a visible divergence names the cause better than a loss that never fit
+            return collapsed
     return visible
 
 
@@ -809,7 +811,6 @@ def diagnose(f: Features) -> list[Diagnosis]:
             div.severity = min(div.severity, top - 0.1)
     if div is not None and div.severity >= FINDING and not div.facts.get("no_fit"):
         # a run that blew up or collapsed: its oscillation or slow progress is a symptom, not the cause
-        # (a loss that never beat a constant prediction names no cause: the other findings stand)
         for d in found:
             if d.id in ("unstable", "not_converged", "plateau", "underfitting"):
                 d.severity = min(d.severity, div.severity - 0.15)

@@ -144,7 +144,8 @@ def _collapsed(f: Features):
     sev = ramp(best, 0.5, 0.75) * high
     # short of a finding from the loss's level, the bound may make one alone
     no_fit = sev < FINDING and never_beat * high > sev
-    sev = never_beat * high if no_fit else sev
+    if no_fit:
+        sev = never_beat * high
     if sev <= 0:
         return None
     if no_fit:
@@ -280,16 +281,6 @@ def _learning_failed(f: Features):
     return Diagnosis("underfitting", never, f"{name} never fell clearly below {level}: its best {num(m.raw_min)} was"
                      f" at {best_at} of {last_e} epochs; the run failed to learn", [best_e, last_e],
                      {"level": m.raw_min / u, "failed_to_learn": True})
-
-
-def _diverging(f: Features):
-    visible = _diverging_curve(f)
-    collapsed = _collapsed(f)
-    if collapsed is not None and (visible is None or collapsed.severity > visible.severity):
-        # a visible divergence names the cause better than a loss that never beat a constant prediction
-        if not (collapsed.facts["no_fit"] and visible is not None and visible.severity >= FINDING):
-            return collapsed
-    return visible
 
 
 def _first_epoch_blowup(f: Features):
@@ -759,7 +750,10 @@ def _failed_to_learn(f: Features):
 
 
 def _diverging_or_worse(f: Features):
-    found = [d for d in (_diverging(f), _learning_failed(f)) if d is not None and d.id == "diverging"]
+    """The most severe of a visible divergence, a collapse and a run worse than untrained; a finding
+    that names its cause comes before a loss that only never beat a constant prediction."""
+    found = [d for d in (_diverging_curve(f), _collapsed(f), _learning_failed(f))
+             if d is not None and d.id == "diverging"]
     named = [d for d in found if not d.facts.get("no_fit") and d.severity >= FINDING]
     return max(named or found, key=lambda d: d.severity) if found else None
 

@@ -121,11 +121,15 @@ make_circles/145 with noise 0.21 and factor 0.55, a 2-class make_gaussian_quanti
 and a 3-blob make_blobs/147 in 6 features (plain only) (04:23 UTC, engine 0dd2571); the thirty-sixth,
 as large: a 5-class make_classification/148 with 8 informative features of 15, a make_moons/149 with
 noise 0.29, a make_circles/150 with noise 0.17 and factor 0.47, a 3-class make_gaussian_quantiles/151 in
-5 features and a 5-blob make_blobs/152 in 8 features (plain only) (04:44 UTC, engine 0dd2571). Held out
-(the thirty-seventh part, as large): a 4-class make_classification/153 with 10 informative features of
-14, a make_moons/154 with noise 0.23, a make_circles/155 with noise 0.2 and factor 0.5 (every library),
-a 4-class make_gaussian_quantiles/156 in 7 features and a 6-blob make_blobs/157 in 6 features (plain),
-trained with --train-only on 4 Dec; to be measured once, then examined and moved to dev.
+5 features and a 5-blob make_blobs/152 in 8 features (plain only) (04:44 UTC, engine 0dd2571); the
+thirty-seventh, as large: a 4-class make_classification/153 with 10 informative features of 14, a
+make_moons/154 with noise 0.23, a make_circles/155 with noise 0.2 and factor 0.5, a 4-class
+make_gaussian_quantiles/156 in 7 features and a 6-blob make_blobs/157 in 6 features (plain only) (08:42
+UTC, engine 0aa4281, the answers of 0dd2571). Held out (the thirty-eighth part, as large): a 3-class
+make_classification/158 with 9 informative and 2 redundant features of 15, a make_moons/159 with noise
+0.25, a make_circles/160 with noise 0.18 and factor 0.6 (every library), a 2-class
+make_gaussian_quantiles/161 in 5 features and a 4-blob make_blobs/162 in 10 features (plain), trained
+with --train-only on 4 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -179,7 +183,7 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("circles_58b", 130), ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135),
              ("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140), ("classification3u", 143),
              ("moons_26d", 144), ("circles_55d", 145), ("classification5u", 148), ("moons_29d", 149),
-             ("circles_47d", 150))
+             ("circles_47d", 150), ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -217,12 +221,14 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("blobs5_7d", 137), ("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140),
                       ("quantiles4g", 141), ("blobs4_9e", 142), ("classification3u", 143), ("moons_26d", 144),
                       ("circles_55d", 145), ("quantiles2g", 146), ("blobs3_6f", 147), ("classification5u", 148),
-                      ("moons_29d", 149), ("circles_47d", 150), ("quantiles3g", 151), ("blobs5_8f", 152)),
+                      ("moons_29d", 149), ("circles_47d", 150), ("quantiles3g", 151), ("blobs5_8f", 152),
+                      ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155), ("quantiles4h", 156),
+                      ("blobs6_6g", 157)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155), ("quantiles4h", 156),
-                           ("blobs6_6g", 157)),
-                 "lightning": (("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155)),
-                 "hf": (("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155))}
+HELD_OUT_DATA = {"plain": (("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160), ("quantiles2h", 161),
+                           ("blobs4_10g", 162)),
+                 "lightning": (("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160)),
+                 "hf": (("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -434,6 +440,11 @@ GENERATED = {
     "circles_50d": ("make_circles", dict(noise=0.2, factor=0.5)),
     "quantiles4h": ("make_gaussian_quantiles", dict(n_features=7, n_classes=4)),
     "blobs6_6g": ("make_blobs", dict(n_features=6, centers=6, cluster_std=3.0)),
+    "classification3v": ("make_classification", dict(n_features=15, n_informative=9, n_redundant=2, n_classes=3)),
+    "moons_25e": ("make_moons", dict(noise=0.25)),
+    "circles_60e": ("make_circles", dict(noise=0.18, factor=0.6)),
+    "quantiles2h": ("make_gaussian_quantiles", dict(n_features=5, n_classes=2)),
+    "blobs4_10g": ("make_blobs", dict(n_features=10, centers=4, cluster_std=3.0)),
 }
 
 

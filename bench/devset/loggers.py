@@ -125,11 +125,15 @@ noise 0.29, a make_circles/150 with noise 0.17 and factor 0.47, a 3-class make_g
 thirty-seventh, as large: a 4-class make_classification/153 with 10 informative features of 14, a
 make_moons/154 with noise 0.23, a make_circles/155 with noise 0.2 and factor 0.5, a 4-class
 make_gaussian_quantiles/156 in 7 features and a 6-blob make_blobs/157 in 6 features (plain only) (08:42
-UTC, engine 0aa4281, the answers of 0dd2571). Held out (the thirty-eighth part, as large): a 3-class
+UTC, engine 0aa4281, the answers of 0dd2571); the thirty-eighth, as large: a 3-class
 make_classification/158 with 9 informative and 2 redundant features of 15, a make_moons/159 with noise
-0.25, a make_circles/160 with noise 0.18 and factor 0.6 (every library), a 2-class
-make_gaussian_quantiles/161 in 5 features and a 4-blob make_blobs/162 in 10 features (plain), trained
-with --train-only on 4 Dec; to be measured once, then examined and moved to dev.
+0.25, a make_circles/160 with noise 0.18 and factor 0.6, a 2-class make_gaussian_quantiles/161 in 5
+features and a 4-blob make_blobs/162 in 10 features (plain only) (09:44 UTC, engine 5aec8bf, the same
+answers). Held out (the thirty-ninth part, as large): a 4-class make_classification/163 with 8
+informative and 2 redundant features of 13, a make_moons/164 with noise 0.21, a make_circles/165 with
+noise 0.15 and factor 0.52 (every library), a 3-class make_gaussian_quantiles/166 in 6 features and a
+5-blob make_blobs/167 in 5 features (plain), trained with --train-only on 4 Dec; to be measured once,
+then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -183,7 +187,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("circles_58b", 130), ("classification3t", 133), ("moons_22c", 134), ("circles_49c", 135),
              ("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140), ("classification3u", 143),
              ("moons_26d", 144), ("circles_55d", 145), ("classification5u", 148), ("moons_29d", 149),
-             ("circles_47d", 150), ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155))
+             ("circles_47d", 150), ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155),
+             ("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -223,12 +228,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("circles_55d", 145), ("quantiles2g", 146), ("blobs3_6f", 147), ("classification5u", 148),
                       ("moons_29d", 149), ("circles_47d", 150), ("quantiles3g", 151), ("blobs5_8f", 152),
                       ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155), ("quantiles4h", 156),
-                      ("blobs6_6g", 157)),
+                      ("blobs6_6g", 157), ("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160),
+                      ("quantiles2h", 161), ("blobs4_10g", 162)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160), ("quantiles2h", 161),
-                           ("blobs4_10g", 162)),
-                 "lightning": (("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160)),
-                 "hf": (("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160))}
+HELD_OUT_DATA = {"plain": (("classification4w", 163), ("moons_21f", 164), ("circles_52f", 165), ("quantiles3h", 166),
+                           ("blobs5_5h", 167)),
+                 "lightning": (("classification4w", 163), ("moons_21f", 164), ("circles_52f", 165)),
+                 "hf": (("classification4w", 163), ("moons_21f", 164), ("circles_52f", 165))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -445,6 +451,11 @@ GENERATED = {
     "circles_60e": ("make_circles", dict(noise=0.18, factor=0.6)),
     "quantiles2h": ("make_gaussian_quantiles", dict(n_features=5, n_classes=2)),
     "blobs4_10g": ("make_blobs", dict(n_features=10, centers=4, cluster_std=3.0)),
+    "classification4w": ("make_classification", dict(n_features=13, n_informative=8, n_redundant=2, n_classes=4)),
+    "moons_21f": ("make_moons", dict(noise=0.21)),
+    "circles_52f": ("make_circles", dict(noise=0.15, factor=0.52)),
+    "quantiles3h": ("make_gaussian_quantiles", dict(n_features=6, n_classes=3)),
+    "blobs5_5h": ("make_blobs", dict(n_features=5, centers=5, cluster_std=3.0)),
 }
 
 

@@ -129,11 +129,14 @@ UTC, engine 0aa4281, the answers of 0dd2571); the thirty-eighth, as large: a 3-c
 make_classification/158 with 9 informative and 2 redundant features of 15, a make_moons/159 with noise
 0.25, a make_circles/160 with noise 0.18 and factor 0.6, a 2-class make_gaussian_quantiles/161 in 5
 features and a 4-blob make_blobs/162 in 10 features (plain only) (09:44 UTC, engine 5aec8bf, the same
-answers). Held out (the thirty-ninth part, as large): a 4-class make_classification/163 with 8
-informative and 2 redundant features of 13, a make_moons/164 with noise 0.21, a make_circles/165 with
-noise 0.15 and factor 0.52 (every library), a 3-class make_gaussian_quantiles/166 in 6 features and a
-5-blob make_blobs/167 in 5 features (plain), trained with --train-only on 4 Dec; to be measured once,
-then examined and moved to dev.
+answers); the thirty-ninth, as large: a 4-class make_classification/163 with 8 informative and 2
+redundant features of 13, a make_moons/164 with noise 0.21, a make_circles/165 with noise 0.15 and
+factor 0.52, a 3-class make_gaussian_quantiles/166 in 6 features and a 5-blob make_blobs/167 in 5
+features (plain only) (10:21 UTC, engine baecfed). Held out (the fortieth part, as large): a 3-class
+make_classification/168 with 6 informative and 3 redundant features of 12, a make_moons/169 with noise
+0.27, a make_circles/170 with noise 0.2 and factor 0.56 (every library), a 4-class
+make_gaussian_quantiles/171 in 8 features and a 3-blob make_blobs/172 in 7 features (plain), trained
+with --train-only on 4 Dec; to be measured once, then examined and moved to dev.
 
 Tuned runs start from several configs (TUNED_STARTS: the healthy SGD config, Adam, a wide net, a
 narrow net, a cosine schedule; for the Trainer AdamW variants) and are polished by retraining
@@ -188,7 +191,8 @@ _SLOW_DEV = (("digits", 0), ("classification", 1), ("iris", 2), ("moons", 2), ("
              ("classification4t", 138), ("moons_24c", 139), ("circles_52c", 140), ("classification3u", 143),
              ("moons_26d", 144), ("circles_55d", 145), ("classification5u", 148), ("moons_29d", 149),
              ("circles_47d", 150), ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155),
-             ("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160))
+             ("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160), ("classification4w", 163),
+             ("moons_21f", 164), ("circles_52f", 165))
 DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classification", 1), ("iris", 2),
                       ("moons", 2), ("breast_cancer", 3), ("circles", 4), ("quantiles", 4), ("blobs", 5),
                       ("hastie", 6), ("classification5", 7), ("flipped", 8), ("sep", 9), ("quantiles2", 10),
@@ -229,12 +233,13 @@ DEV_DATA = {"plain": (("digits", 0), ("breast_cancer", 0), ("wine", 1), ("classi
                       ("moons_29d", 149), ("circles_47d", 150), ("quantiles3g", 151), ("blobs5_8f", 152),
                       ("classification4u", 153), ("moons_23d", 154), ("circles_50d", 155), ("quantiles4h", 156),
                       ("blobs6_6g", 157), ("classification3v", 158), ("moons_25e", 159), ("circles_60e", 160),
-                      ("quantiles2h", 161), ("blobs4_10g", 162)),
+                      ("quantiles2h", 161), ("blobs4_10g", 162), ("classification4w", 163), ("moons_21f", 164),
+                      ("circles_52f", 165), ("quantiles3h", 166), ("blobs5_5h", 167)),
             "lightning": _SLOW_DEV, "hf": _SLOW_DEV}
-HELD_OUT_DATA = {"plain": (("classification4w", 163), ("moons_21f", 164), ("circles_52f", 165), ("quantiles3h", 166),
-                           ("blobs5_5h", 167)),
-                 "lightning": (("classification4w", 163), ("moons_21f", 164), ("circles_52f", 165)),
-                 "hf": (("classification4w", 163), ("moons_21f", 164), ("circles_52f", 165))}
+HELD_OUT_DATA = {"plain": (("classification3x", 168), ("moons_27g", 169), ("circles_56g", 170), ("quantiles4i", 171),
+                           ("blobs3_7i", 172)),
+                 "lightning": (("classification3x", 168), ("moons_27g", 169), ("circles_56g", 170)),
+                 "hf": (("classification3x", 168), ("moons_27g", 169), ("circles_56g", 170))}
 DATA = {lib: DEV_DATA[lib] + HELD_OUT_DATA[lib] for lib in DEV_DATA}
 
 BASE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -456,6 +461,11 @@ GENERATED = {
     "circles_52f": ("make_circles", dict(noise=0.15, factor=0.52)),
     "quantiles3h": ("make_gaussian_quantiles", dict(n_features=6, n_classes=3)),
     "blobs5_5h": ("make_blobs", dict(n_features=5, centers=5, cluster_std=3.0)),
+    "classification3x": ("make_classification", dict(n_features=12, n_informative=6, n_redundant=3, n_classes=3)),
+    "moons_27g": ("make_moons", dict(noise=0.27)),
+    "circles_56g": ("make_circles", dict(noise=0.2, factor=0.56)),
+    "quantiles4i": ("make_gaussian_quantiles", dict(n_features=8, n_classes=4)),
+    "blobs3_7i": ("make_blobs", dict(n_features=7, centers=3, cluster_std=3.0)),
 }
 
 

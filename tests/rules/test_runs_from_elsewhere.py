@@ -1108,7 +1108,7 @@ def test_a_multi_class_run_whose_loss_fell_steadily_learned_at_a_high_lr():
 
 
 QUANTILES_OVERFIT = dict(  # SGD lr 0.05, momentum 0.9, weight decay 1e-4, a 3-layer MLP 256 wide on 100
-    # examples of a 3-class make_gaussian_quantiles, 40 epochs (a recorded plain dev run, 13th part)
+    # examples of a 3-class make_gaussian_quantiles, 40 epochs (a recorded plain dev run, 18th part)
     loss=[1.0987, 1.0831, 1.0498, 1.0025, 0.9762, 0.8905, 0.839, 0.7678, 0.7613, 0.6324, 0.5441, 0.522, 0.4424,
           0.4347, 0.3361, 0.2738, 0.21, 0.2801, 0.4261, 0.7811, 0.8118, 0.5913, 0.4511, 0.2623, 0.2728, 0.3231,
           0.199, 0.1753, 0.101, 0.0667, 0.0469, 0.0371, 0.0217, 0.0133, 0.0105, 0.008, 0.0064, 0.0046, 0.0043,
@@ -1123,10 +1123,6 @@ QUANTILES_OVERFIT = dict(  # SGD lr 0.05, momentum 0.9, weight decay 1e-4, a 3-l
              0.7833, 0.7833])
 
 
-def _first(answer, prefix):
-    return next(i for i, r in enumerate(answer["recommendations"]) if r["rule"].startswith(prefix))
-
-
 def test_over_a_decay_already_there_dropout_comes_before_a_stronger_decay():
     # train loss to 0.004, val_loss's best 0.60 at epoch 30 then up: overfitting. "Raise the weight
     # decay" (1e-3) came first at 0.73; retrained, best val_loss got 9% worse, dropout 0.3 improved it 8%
@@ -1134,7 +1130,7 @@ def test_over_a_decay_already_there_dropout_comes_before_a_stronger_decay():
     assert answer["diagnoses"][0]["id"] == "overfitting"
     top = answer["recommendations"][0]
     assert top["rule"] == "overfitting.add_dropout" and top["change"] == {"dropout": 0.3}, top
-    assert _first(answer, "overfitting.add_dropout") < _first(answer, "overfitting.raise_weight_decay")
+    assert "overfitting.raise_weight_decay" in [r["rule"] for r in answer["recommendations"]][1:]
 
 
 def test_without_any_decay_the_default_decay_term_comes_first():
@@ -1142,7 +1138,7 @@ def test_without_any_decay_the_default_decay_term_comes_first():
     assert answer["recommendations"][0]["rule"] == "overfitting.raise_weight_decay", answer["recommendations"][0]
     # and with dropout already in use, a stronger decay is the regulariser left to raise
     answer = advise(plain_run(**QUANTILES_OVERFIT, dropout=0.5))
-    assert _first(answer, "overfitting.raise_weight_decay") == 0, answer["recommendations"][:2]
+    assert answer["recommendations"][0]["rule"] == "overfitting.raise_weight_decay", answer["recommendations"][:2]
 
 
 def test_early_stopping_never_comes_before_a_cure_that_can_lower_the_minimum():
